@@ -1,0 +1,1 @@
+"""Watch-time baselines reimplemented on the shared backbone (one model per file)."""

@@ -1,0 +1,161 @@
+"""Train, evaluate and report one model on one dataset: the library behind run_recbole_lda.py.
+
+`run` prepares the dataset (conversion and split, cached), builds RecBole's dataset and
+data loaders, trains with RecBole's trainer (early stopping on `valid_metric`), evaluates
+the best checkpoint on the test split, and returns (and optionally writes) a results
+dictionary. Reference figures measured on the same test split go with it: the MAE of
+predicting the training mean, and for the synthetic dataset the best achievable MAE.
+"""
+
+import json
+import logging
+import os
+import platform
+from time import perf_counter
+
+import numpy as np
+import pandas as pd
+import torch
+from recbole.data import create_dataset, data_preparation
+from recbole.utils import init_seed
+
+import dataset_prep
+from recbole_lda.config import Config
+from recbole_lda.metrics import xauc
+from recbole_lda.utils import get_model, get_trainer, init_logger, peak_memory_mb
+
+logger = logging.getLogger(__name__)
+
+
+def atomic_write_text(path, text):
+    """Write `text` to `path` through a temporary file and a rename."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+@torch.no_grad()
+def predict_split(model, data_loader):
+    """Predictions on every row of an evaluation loader, as a DataFrame with original ids
+    and times in seconds: user_id, item_id, duration, label, prediction."""
+    model.eval()
+    dataset, config = data_loader._dataset, data_loader.config
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    cols = {k: [] for k in ("user_id", "item_id", "duration", "label", "prediction")}
+    for batch in data_loader:
+        interaction = batch[0] if isinstance(batch, tuple) else batch
+        interaction = interaction.to(model.device)
+        cols["user_id"].append(interaction[uid].cpu().numpy())
+        cols["item_id"].append(interaction[iid].cpu().numpy())
+        cols["duration"].append(interaction[config["DURATION_FIELD"]].cpu().numpy())
+        cols["label"].append(interaction[config["LABEL_FIELD"]].cpu().numpy())
+        cols["prediction"].append(model.predict(interaction).cpu().numpy())
+    frame = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+    frame["user_id"] = dataset.id2token(uid, frame["user_id"].to_numpy())
+    frame["item_id"] = dataset.id2token(iid, frame["item_id"].to_numpy())
+    return frame
+
+
+def reference_scores(config, train_dataset, test_frame):
+    """Test MAE/XAUC of reference predictors on the same rows: the training mean, and the
+    true conditional median where the dataset's generating distribution is known."""
+    labels = test_frame["label"].to_numpy(np.float64)
+    train_mean = float(train_dataset.inter_feat[config["LABEL_FIELD"]].double().mean())
+    refs = {"train_mean": {"prediction": train_mean, "test_mae": float(np.mean(np.abs(labels - train_mean)))}}
+    oracle = dataset_prep.oracle_predictions(
+        config, test_frame["user_id"].astype(np.int64).to_numpy(), test_frame["item_id"].astype(np.int64).to_numpy()
+    )
+    if oracle is not None:
+        refs["oracle_median"] = {
+            "test_mae": float(np.mean(np.abs(labels - oracle))),
+            "test_xauc": xauc(labels, oracle),
+        }
+    return refs
+
+
+def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=None, saved=True):
+    """Train and evaluate `model` on `dataset`; return the results dictionary.
+
+    Args:
+        model (str): a model name (recbole-lda's or RecBole's).
+        dataset (str): a dataset name with a converter in dataset_prep (e.g. synthetic).
+        config_file_list (list[str]): YAML files overlaid on the defaults.
+        config_dict (dict): values overlaid on the files.
+        cmd_overrides (dict[str, str]): `--key=value` pairs from a command line (top priority).
+        saved (bool): save the best checkpoint and evaluate it on test (RecBole's `saved`).
+    """
+    start = perf_counter()
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+
+    prepared = dataset_prep.prepare(config)
+    config["data_path"] = prepared.path
+    data = create_dataset(config)
+    logger.info(data)
+    train_data, valid_data, test_data = data_preparation(config, data)
+
+    init_seed(config["seed"], config["reproducibility"])
+    model_class = get_model(config["model"])
+    model_start = perf_counter()
+    net = model_class(config, train_data._dataset).to(config["device"])
+    model_init_s = perf_counter() - model_start
+    logger.info(net)
+    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    best_valid_score, best_valid_result = trainer.fit(
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+    )
+    test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+    logger.info(f"best valid: {dict(best_valid_result or {})}")
+    logger.info(f"test: {dict(test_result)}")
+
+    test_frame = predict_split(net, test_data)
+    epoch_times = trainer.epoch_times
+    n_train = len(train_data._dataset)
+    results = {
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "best_valid_score": best_valid_score,
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result),
+        "reference": reference_scores(config, train_data._dataset, test_frame),
+        "rows": {"train": n_train, "valid": len(valid_data._dataset), "test": len(test_data._dataset)},
+        "epochs_run": len(epoch_times),
+        "train_time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
+        "epoch_times_s": epoch_times,
+        "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,
+        "model_init_s": model_init_s,
+        "peak_memory_mb": peak_memory_mb(),
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "total_time_s": perf_counter() - start,
+        "data": prepared.meta,
+        "hyperparameters": hyperparameters(config),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"])},
+    }
+    if config["results_file"]:
+        atomic_write_text(config["results_file"], json.dumps(results, indent=2, default=str))
+        logger.info(f"results written to {config['results_file']}")
+    if config["predictions_file"]:
+        path = config["predictions_file"]
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        test_frame.to_csv(f"{path}.tmp-{os.getpid()}", index=False)
+        os.replace(f"{path}.tmp-{os.getpid()}", path)
+        logger.info(f"test predictions written to {path}")
+    return results
+
+
+def hyperparameters(config):
+    """The configuration of a run as plain JSON-able values (what a reader needs to repeat it)."""
+    skip = {"device", "eval_type", "MODEL_TYPE", "MODEL_INPUT_TYPE"}
+    out = {}
+    for key, value in config.final_config_dict.items():
+        if key in skip:
+            continue
+        if isinstance(value, (str, int, float, bool, type(None))):
+            out[key] = value
+        elif isinstance(value, (list, tuple, dict)):
+            out[key] = json.loads(json.dumps(value, default=str))
+    return out
