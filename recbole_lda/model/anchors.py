@@ -1,0 +1,117 @@
+"""Duration buckets, label sequences and anchor generation (step 1 of LDA).
+
+Everything here is computed from the TRAINING split only:
+- D equal-frequency buckets of video duration (edges at training quantiles; tied
+  quantiles are merged, so a duration with many ties can give fewer buckets);
+- per bucket, L label sequences: each is n watch ratios drawn from the bucket, sorted,
+  in log(1 + ratio) space. Where the n draws come from is `sequence_sampling`:
+  `random` (the whole bucket: every sequence estimates the same distribution),
+  `user` or `item` (the views of one user, or of one video, inside the bucket: sequences
+  then differ the way users or videos differ, which is what anchors can tell apart);
+- per bucket, K anchors, each a quantile function of n values: the decoded codebook of a
+  VQ-VAE (`vqvae`, the method), k-means centroids of the sequences (`kmeans`), or K random
+  sequences (`random`); the last two are ablations.
+"""
+
+import numpy as np
+import torch
+
+from recbole_lda.model.vq import SequenceVQVAE, train_vqvae
+
+
+def duration_bucket_edges(durations, num_buckets):
+    """Equal-frequency bucket edges (D_eff + 1,) of the training durations; D_eff <= D."""
+    edges = np.quantile(np.asarray(durations, dtype=np.float64), np.linspace(0, 1, num_buckets + 1))
+    return np.unique(edges)
+
+
+def assign_buckets(durations, edges):
+    """Bucket index in [0, len(edges) - 2] of each duration; out-of-range values go to the
+    first or last bucket. Works on numpy arrays and torch tensors."""
+    inner = edges[1:-1]
+    if isinstance(durations, torch.Tensor):
+        return torch.bucketize(durations, inner, right=True)
+    return np.searchsorted(inner, durations, side="right")
+
+
+def sample_sequences(ratios, buckets, sources, num_buckets, num_sequences, length, min_source_size, rng):
+    """Sorted label sequences per bucket: a float32 array (D, L, n) in log(1 + ratio) space.
+
+    Args:
+        ratios: (N,) training watch ratios.
+        buckets: (N,) bucket of each row.
+        sources: (N,) id of the user or item of each row, or None to draw from the bucket.
+        min_source_size: a user/item needs this many rows in a bucket to be a source.
+        rng: numpy Generator.
+    """
+    values = np.log1p(np.clip(ratios, 0.0, None))
+    out = np.empty((num_buckets, num_sequences, length), dtype=np.float32)
+    for b in range(num_buckets):
+        rows = np.flatnonzero(buckets == b)
+        if len(rows) == 0:
+            raise ValueError(f"duration bucket {b} has no training rows")
+        if sources is None:
+            draws = rows[rng.integers(len(rows), size=(num_sequences, length))]
+        else:
+            ids, inverse, counts = np.unique(sources[rows], return_inverse=True, return_counts=True)
+            eligible = np.flatnonzero(counts >= min_source_size)
+            if len(eligible) == 0:  # too sparse to group: fall back to the whole bucket
+                draws = rows[rng.integers(len(rows), size=(num_sequences, length))]
+            else:
+                order = np.argsort(inverse, kind="stable")
+                starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+                chosen = eligible[rng.integers(len(eligible), size=num_sequences)]  # (L,)
+                offsets = (rng.random((num_sequences, length)) * counts[chosen, None]).astype(np.int64)
+                draws = rows[order[starts[chosen, None] + offsets]]
+        out[b] = np.sort(values[draws], axis=1)
+    return out
+
+
+def kmeans(x, k, iters, rng):
+    """Lloyd's k-means with k-means++ seeding on rows of x (N, n); returns centroids (k, n).
+    Means of sorted vectors are sorted, so centroids are quantile functions too."""
+    centers = [x[rng.integers(len(x))]]
+    for _ in range(1, k):
+        d2 = np.min(((x[:, None, :] - np.array(centers)[None]) ** 2).sum(-1), axis=1)
+        centers.append(x[rng.choice(len(x), p=d2 / d2.sum())] if d2.sum() > 0 else x[rng.integers(len(x))])
+    centers = np.array(centers)
+    for _ in range(iters):
+        assign = ((x[:, None, :] - centers[None]) ** 2).sum(-1).argmin(1)
+        for j in range(k):
+            if np.any(assign == j):
+                centers[j] = x[assign == j].mean(0)
+    return centers
+
+
+def build_anchors(seqs, config, seed):
+    """K anchors per bucket from sequences (D, L, n).
+
+    Returns (anchors (D, K, n) float32 tensor in log(1 + ratio) space, per-bucket reports,
+    the trained VQ-VAE or None).
+    """
+    source = config["anchor_source"]
+    num_anchors = config["num_anchors"]
+    rng = np.random.default_rng(seed)
+    if source == "vqvae":
+        gen = torch.Generator().manual_seed(seed)
+        vq = SequenceVQVAE(
+            seqs.shape[0], seqs.shape[2], config["vq_hidden_size"], config["vq_code_dim"], num_anchors, config["vq_beta"]
+        )
+        reports = train_vqvae(
+            vq,
+            torch.from_numpy(seqs),
+            steps=config["vq_steps"],
+            batch_size=config["vq_batch_size"],
+            lr=config["vq_learning_rate"],
+            reset_every=config["vq_dead_code_reset_every"],
+            generator=gen,
+        )
+        with torch.no_grad():
+            return vq.anchors(), reports, vq
+    if source == "kmeans":
+        anchors = np.stack([kmeans(s, num_anchors, config["kmeans_iters"], rng) for s in seqs])
+    elif source == "random":
+        anchors = np.stack([s[rng.choice(len(s), num_anchors, replace=False)] for s in seqs])
+    else:
+        raise ValueError(f"anchor_source must be vqvae, kmeans or random, got {source!r}")
+    return torch.tensor(anchors, dtype=torch.float32), [{"bucket": b} for b in range(len(seqs))], None

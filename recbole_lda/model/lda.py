@@ -1,0 +1,173 @@
+"""LDA: Leveraging label Distributions as Anchors (Xu, Cui, Tang, Li, Han, Cao, Gao, Chen,
+"Leveraging Label Distributions as Anchors to Enhance Video Recommendation").
+
+Claim: watch-time errors come mostly from poor instance representations. Fix: learn
+discrete anchors that summarise the label distribution and pull instance representations
+towards them.
+
+1. Anchors (recbole_lda/model/anchors.py, vq.py). Training durations are cut into D
+   equal-frequency buckets; per bucket a VQ-VAE over sorted label sequences learns K
+   anchors, each a quantile function of watch ratios. Pre-trained before the main model
+   (default) or trained jointly with it (`anchor_training: joint`).
+2. Alignment (recbole_lda/model/ot.py). Instances h_i = phi_x(f(x_i)) (f the shared
+   backbone) and anchors p_k = phi_a(anchor_k) share one space; C_ik = 1 - cos(h_i, p_k);
+   entropy-regularised unbalanced OT gives Q*, whose rows (no gradient) are the targets of
+   a cross-entropy on beta_i (SwAV-style).
+3. Prediction. beta_ik = softmax_k(cos(h_i, p_k) / temperature) over the anchors in scope;
+   y_i = duration_i * g(sum_k beta_ik p_k), g a small MLP giving a non-negative watch ratio.
+
+Loss = regression + lambda_ot * alignment (+ lambda_vq * VQ-VAE loss when joint); RecBole
+logs the three parts (`loss_names`).
+
+Unpublished details and our choices (all YAML keys, properties/model/LDA.yaml): D, K, n,
+L and how sequences are drawn; phi_a acts on an anchor's decoded quantile function (so
+that k-means and random anchors, the ablations, enter exactly where VQ-VAE anchors do);
+cosine similarity with a temperature in beta; marginals of the OT problem (uniform over
+the batch; each bucket's anchors get the bucket's share); the regression loss; and what g
+sees (`predictor_input`: the anchor mixture alone, as in the paper, or with h_i).
+"""
+
+import logging
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from recbole.model.layers import MLPLayers
+
+from recbole_lda.backbone import WatchTimeRecommender
+from recbole_lda.model.anchors import assign_buckets, build_anchors, duration_bucket_edges, sample_sequences
+from recbole_lda.model.ot import alignment_targets
+from recbole_lda.model.vq import sample_batch
+
+logger = logging.getLogger(__name__)
+
+REGRESSION_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
+
+
+class LDA(WatchTimeRecommender):
+    loss_names = ("regression", "alignment", "vq")
+
+    def __init__(self, config, dataset):
+        super().__init__(config, dataset)
+        for key, allowed in (
+            ("regression_loss", REGRESSION_LOSSES),
+            ("anchor_training", ("pretrain", "joint")),
+            ("anchor_scope", ("bucket", "all")),
+            ("predictor_input", ("anchors", "anchors+instance")),
+            ("sequence_sampling", ("random", "user", "item")),
+        ):
+            if config[key] not in allowed:
+                raise ValueError(f"{key} must be one of {sorted(allowed)}, got {config[key]!r}")
+        self.regression_loss = REGRESSION_LOSSES[config["regression_loss"]]
+        self.lambda_ot = config["lambda_ot"]
+        self.lambda_vq = config["lambda_vq"]
+        self.temperature = config["temperature"]
+        self.scope = config["anchor_scope"]
+        self.predictor_input = config["predictor_input"]
+        self.joint = config["anchor_training"] == "joint"
+        self.ot_args = dict(
+            reg=config["ot_reg"], reg_m=config["ot_reg_m"], max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"]
+        )
+        self.ot_batch_fraction = config["ot_batch_fraction"]
+
+        # --- step 1: buckets and anchors, from the training split only
+        labels, durations = self.train_labels(dataset)
+        labels, durations = labels.numpy(), durations.numpy()
+        edges = duration_bucket_edges(durations, config["num_buckets"])
+        self.register_buffer("bucket_edges", torch.tensor(edges, dtype=torch.float32))
+        self.num_buckets = len(edges) - 1
+        if self.num_buckets < config["num_buckets"]:
+            logger.warning(f"durations have tied quantiles: {self.num_buckets} buckets instead of {config['num_buckets']}")
+        buckets = assign_buckets(durations, edges)
+        source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
+        sources = dataset.inter_feat[source_field].numpy() if source_field else None
+        seqs = sample_sequences(
+            labels / np.maximum(durations, 1e-6),
+            buckets,
+            sources,
+            self.num_buckets,
+            config["num_sequences"],
+            config["sequence_length"],
+            config["min_source_size"],
+            np.random.default_rng(config["seed"]),
+        )
+        anchors, self.anchor_reports, vqvae = build_anchors(seqs, config, config["seed"])
+        for report in self.anchor_reports:
+            if "codes_used" in report:
+                logger.info(
+                    f"bucket {report['bucket']}: {report['codes_used']}/{config['num_anchors']} codes used, "
+                    f"perplexity {report['perplexity']:.2f}, reconstruction mse {report['reconstruction_mse']:.4f}, "
+                    f"dead-code restarts {report['dead_code_restarts']}"
+                )
+        self.num_anchors = anchors.shape[1]
+        self.register_buffer("anchor_bucket", torch.arange(self.num_buckets).repeat_interleave(self.num_anchors))
+        if self.joint:
+            if vqvae is None:
+                raise ValueError("anchor_training: joint needs anchor_source: vqvae")
+            self.vqvae = vqvae
+            self.register_buffer("sequences", torch.from_numpy(seqs))  # (D, L, n), drawn per batch
+            self.vq_batch_size = config["vq_batch_size"]
+        else:
+            self.register_buffer("anchor_quantiles", anchors)  # (D, K, n), fixed
+        if config["anchor_plot_file"]:
+            from recbole_lda.plots import plot_anchors
+
+            plot_anchors(labels / np.maximum(durations, 1e-6), buckets, edges, anchors.numpy(), config["anchor_plot_file"])
+
+        # --- step 2 and 3: shared space, predictor
+        dim = config["projection_dim"]
+        self.phi_x = nn.Linear(self.backbone.output_dim, dim)
+        self.phi_a = nn.Sequential(nn.Linear(config["sequence_length"], dim), nn.ReLU(), nn.Linear(dim, dim))
+        g_in = dim * (2 if self.predictor_input == "anchors+instance" else 1)
+        self.g = MLPLayers([g_in] + list(config["predictor_hidden_size"]), activation="relu")
+        self.g_out = nn.Linear(config["predictor_hidden_size"][-1], 1)
+        self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
+
+    def anchor_table(self):
+        """Current anchors (D*K, n) in log(1 + ratio) space (decoded codebooks when joint)."""
+        anchors = self.vqvae.anchors() if self.joint else self.anchor_quantiles
+        return anchors.flatten(0, 1)
+
+    def forward(self, interaction):
+        """Returns (watch time (B,), cosine h.p (B, D*K), log beta (B, D*K), bucket (B,))."""
+        duration = interaction[self.DURATION]
+        bucket = assign_buckets(duration, self.bucket_edges)
+        h = F.normalize(self.phi_x(self.backbone(interaction)), dim=-1)  # (B, m)
+        p = F.normalize(self.phi_a(self.anchor_table()), dim=-1)  # (D*K, m)
+        cos = h @ p.T  # (B, D*K)
+        logits = cos / self.temperature
+        if self.scope == "bucket":
+            logits = logits.masked_fill(bucket[:, None] != self.anchor_bucket[None, :], float("-inf"))
+        log_beta = F.log_softmax(logits, dim=-1)
+        mixture = log_beta.exp() @ p  # (B, m): sum_k beta_ik p_k
+        g_in = torch.cat([mixture, h], dim=-1) if self.predictor_input == "anchors+instance" else mixture
+        ratio = F.softplus(self.g_out(self.g(g_in))).squeeze(-1)
+        return ratio * duration, cos, log_beta, bucket
+
+    def alignment_loss(self, cos, log_beta, bucket):
+        """Cross-entropy between the OT targets (no gradient) and beta, on a share of the batch."""
+        if self.ot_batch_fraction < 1.0:
+            keep = max(1, int(round(self.ot_batch_fraction * len(cos))))
+            rows = torch.randperm(len(cos), device=cos.device)[:keep]
+            cos, log_beta, bucket = cos[rows], log_beta[rows], bucket[rows]
+        targets = alignment_targets(1.0 - cos.detach(), bucket, self.anchor_bucket, self.scope, **self.ot_args)
+        # masked log_beta is -inf where targets are exactly 0: count those terms as 0
+        return -torch.where(targets > 0, targets * log_beta, torch.zeros_like(log_beta)).sum(1).mean()
+
+    def vq_loss(self):
+        """VQ-VAE loss on fresh sequences of every bucket (joint training)."""
+        _, _, recon_loss, vq_loss = self.vqvae(sample_batch(self.sequences, self.vq_batch_size))
+        return recon_loss + vq_loss
+
+    def calculate_loss(self, interaction):
+        pred, cos, log_beta, bucket = self.forward(interaction)
+        label = interaction[self.LABEL]
+        regression = self.regression_loss(pred / self.label_scale, label / self.label_scale)
+        zero = torch.zeros((), device=pred.device)
+        alignment = self.lambda_ot * self.alignment_loss(cos, log_beta, bucket) if self.lambda_ot > 0 else zero
+        vq = self.lambda_vq * self.vq_loss() if self.joint else zero
+        return regression, alignment, vq
+
+    def predict(self, interaction):
+        return self.forward(interaction)[0]
