@@ -1,0 +1,150 @@
+"""Compare models at fixed settings over several seeds, and write a table.
+
+    python -m recbole_lda.compare --models="VR,VR[regression_loss=l1],LDA,LDA[lambda_ot=0]" \
+        --datasets=synthetic --seeds=3 --output_dir=results/compare [--key=value ...]
+
+A model entry is a model name, optionally with overrides in brackets (`;`-separated),
+which makes ablations one more column. Every run goes through `recbole_lda.quick_start.run`
+and writes its results JSON under OUTPUT_DIR/runs/; runs already there are reused, so an
+interrupted comparison resumes. Trailing `--key=value` pairs apply to every run. Written:
+OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
+the training time per epoch relative to VR's on the same dataset) and summary.json.
+No tuning happens here: for tuned comparisons use `python -m recbole_lda.tune`.
+"""
+
+import argparse
+import json
+import os
+import re
+import sys
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("mae", "xauc", "xgauc", "rmse")
+
+
+def parse_entry(entry):
+    """`LDA[lambda_ot=0;temperature=0.5]` -> ("LDA", {"lambda_ot": "0", "temperature": "0.5"})."""
+    match = re.fullmatch(r"\s*(\w+)\s*(?:\[(.*)\])?\s*", entry)
+    if not match:
+        raise ValueError(f"bad model entry {entry!r}: expected NAME or NAME[key=value;...]")
+    overrides = {}
+    for pair in filter(None, (match.group(2) or "").split(";")):
+        key, sep, value = pair.partition("=")
+        if not sep:
+            raise ValueError(f"bad override {pair!r} in {entry!r}")
+        overrides[key.strip()] = value.strip()
+    return match.group(1), overrides
+
+
+def split_entries(text):
+    """Split on commas outside brackets."""
+    return [e for e in re.split(r",(?![^\[]*\])", text) if e.strip()]
+
+
+def run_label(entry, dataset, seed):
+    return re.sub(r"[^\w.=-]+", "_", f"{entry.strip()}__{dataset}__seed{seed}")
+
+
+def summarise(records):
+    """One row per (dataset, entry): mean and std over seeds, and time relative to VR."""
+    frame = pd.DataFrame(records)
+    rows = []
+    for (dataset, entry), group in frame.groupby(["dataset", "entry"], sort=False):
+        row = {"dataset": dataset, "model": entry, "seeds": len(group)}
+        for m in METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = group[m].mean(), group[m].std(ddof=1) if len(group) > 1 else 0.0
+        row["epoch_s_mean"] = group["epoch_s"].mean()
+        row["epochs_mean"] = group["epochs"].mean()
+        row["train_mean_mae"] = group["train_mean_mae"].mean()
+        row["oracle_mae"] = group["oracle_mae"].mean()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    vr_time = table[table["model"] == "VR"].set_index("dataset")["epoch_s_mean"]
+    table["epoch_time_vs_VR"] = [
+        r.epoch_s_mean / vr_time[r.dataset] if r.dataset in vr_time.index else np.nan for r in table.itertuples()
+    ]
+    return table
+
+
+def to_markdown(table):
+    lines = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        ref = group.iloc[0]
+        lines.append(f"### {dataset}")
+        lines.append("")
+        lines.append(
+            f"Predict-the-training-mean test MAE: {ref.train_mean_mae:.4f}"
+            + (f"; best achievable (true conditional median): {ref.oracle_mae:.4f}" if np.isfinite(ref.oracle_mae) else "")
+        )
+        lines.append("")
+        lines.append("| model | seeds | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR |")
+        lines.append("|---|---|---|---|---|---|---|---|")
+        for r in group.itertuples():
+            lines.append(
+                f"| {r.model} | {r.seeds} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
+                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {r.epoch_time_vs_VR:.2f}x |"
+            )
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", required=True, help="comma-separated entries: NAME or NAME[key=value;...]")
+    parser.add_argument("--datasets", default="synthetic")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (model init and batch order)")
+    parser.add_argument("--output_dir", required=True)
+    args, rest = parser.parse_known_args(argv)
+    common = {}
+    for arg in rest:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep:
+            parser.error(f"unrecognised argument {arg!r} (expected --key=value)")
+        common[key] = value
+
+    from recbole_lda.quick_start import atomic_write_text, run
+
+    runs_dir = os.path.join(args.output_dir, "runs")
+    os.makedirs(runs_dir, exist_ok=True)
+    entries = split_entries(args.models)
+    jobs = [(d, e, s) for d in args.datasets.split(",") for e in entries for s in range(args.seeds)]
+    records = []
+    for n, (dataset, entry, seed) in enumerate(jobs, 1):
+        model, overrides = parse_entry(entry)
+        path = os.path.join(runs_dir, run_label(entry, dataset, seed) + ".json")
+        if os.path.exists(path):
+            print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}: reusing {path}", file=sys.stderr)
+            with open(path) as f:
+                result = json.load(f)
+        else:
+            print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}", file=sys.stderr)
+            cmd = {**common, **overrides, "seed": str(seed), "show_progress": common.get("show_progress", "False")}
+            result = run(model, dataset, cmd_overrides=cmd)
+            atomic_write_text(path, json.dumps(result, indent=2, default=str))
+        test = result["test_result"]
+        records.append(
+            {
+                "dataset": dataset,
+                "entry": entry.strip(),
+                "seed": seed,
+                **{m: test.get(m, np.nan) for m in METRICS},
+                "epoch_s": result["train_time_per_epoch_s"],
+                "epochs": result["epochs_run"],
+                "train_mean_mae": result["reference"]["train_mean"]["test_mae"],
+                "oracle_mae": result["reference"].get("oracle_median", {}).get("test_mae", np.nan),
+            }
+        )
+    table = summarise(records)
+    table.to_csv(os.path.join(args.output_dir, "summary.csv"), index=False)
+    atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table))
+    atomic_write_text(
+        os.path.join(args.output_dir, "summary.json"),
+        json.dumps({"command": sys.argv, "runs": records, "summary": table.to_dict("records")}, indent=2, default=str),
+    )
+    print(to_markdown(table))
+
+
+if __name__ == "__main__":
+    main()
