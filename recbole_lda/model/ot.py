@@ -28,28 +28,30 @@ OFF_SCOPE = 1e4
 
 
 def unbalanced_plan(cost, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold):
-    """Q* of the problem above with POT, in float64.
+    """Q* of the problem above with POT's Sinkhorn-Knopp solver, in float64.
+
+    On a GPU, POT runs on the torch tensors themselves. On the CPU we hand it numpy arrays:
+    same solver, same numbers, but POT's per-iteration overhead is several times smaller
+    with its numpy backend than with its torch backend at batch sizes like ours (measured
+    about 6x for 2048 x 64). No gradient is needed: the plan is a fixed pseudo-label.
 
     Args:
         cost: (B, A) tensor.
         row_mass: (B,) mu_1, positive.
         col_mass: (A,) mu_2, positive.
     Returns:
-        (B, A) float64 plan.
+        (B, A) float64 tensor on cost's device.
     """
+    args = [row_mass.double(), col_mass.double(), cost.double()]
+    on_cpu = cost.device.type == "cpu"
+    if on_cpu:
+        args = [x.numpy() for x in args]
     with warnings.catch_warnings():
         # POT warns when it stops at max_iter: the plan is a pseudo-label, an approximate
         # solution at the iteration budget is what we ask for.
         warnings.simplefilter("ignore", UserWarning)
-        return ot.unbalanced.sinkhorn_unbalanced(
-            row_mass.double(),
-            col_mass.double(),
-            cost.double(),
-            reg,
-            reg_m,
-            numItermax=max_iter,
-            stopThr=stop_threshold,
-        )
+        plan = ot.unbalanced.sinkhorn_unbalanced(*args, reg, reg_m, numItermax=max_iter, stopThr=stop_threshold)
+    return torch.from_numpy(plan) if on_cpu else plan
 
 
 @torch.no_grad()
