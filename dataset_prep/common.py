@@ -274,7 +274,7 @@ def _first_bad_value(path, column, kind):
         path, convert_options=pcsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()})
     ).column(0)
     s = values.to_pandas()
-    present = s.notna() & (s.str.strip() != "")
+    present = s.notna() & ~s.str.strip().isin(pcsv.ConvertOptions().null_values)  # what pyarrow reads as missing
     if kind == "int":
         ok = s.str.fullmatch(r"\s*[+-]?\d+\s*").fillna(False).astype(bool)
     else:
