@@ -75,7 +75,7 @@ def reference_scores(config, train_dataset, test_frame):
     return refs
 
 
-def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=None, saved=True):
+def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=None, saved=True, callback_fn=None):
     """Train and evaluate `model` on `dataset`; return the results dictionary.
 
     Args:
@@ -85,9 +85,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         config_dict (dict): values overlaid on the files.
         cmd_overrides (dict[str, str]): `--key=value` pairs from a command line (top priority).
         saved (bool): save the best checkpoint and evaluate it on test (RecBole's `saved`).
+        callback_fn (callable): called as callback_fn(epoch_idx, valid_score) after each
+            validation (RecBole's hook), e.g. to report to a tuner.
     """
     start = perf_counter()
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    if config["torch_num_threads"]:
+        torch.set_num_threads(config["torch_num_threads"])
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
 
@@ -105,7 +109,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     logger.info(net)
     trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"]
+        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
     )
     test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
     logger.info(f"best valid: {dict(best_valid_result or {})}")
