@@ -39,8 +39,10 @@ interval midpoints. Where ours differs, and why:
   choice) because the square root's gradient is infinite where the variance is 0.
 - MSE and variance are divided by the training watch-time variance (a buffer), and all
   terms are batch means rather than batch sums, so lambda_mse and lambda_var do not depend
-  on the time unit or the batch size. Our default lambda_var is smaller than the
-  reference's 1.0 because our term is not zero: see properties/model/TPM.yaml.
+  on the time unit or the batch size. The defaults keep the reference's weights
+  (lambda_mse 0.2, lambda_var 1.0); with a variance that is not zero, that weight trades
+  RMSE for MAE: on a 100k-row synthetic check, lambda_var 0 / 0.1 / 1.0 gave test MAE
+  6.06 / 5.93 / 5.85 s and RMSE 9.25 / 9.19 / 9.48 s.
 - The tree BCE is the mean over the nodes of a row's path (h nodes), where the reference
   divides the sum by the number of internal nodes K - 1; the two differ by the constant
   h / (K - 1), which only rescales lambda_mse and lambda_var relative to the reference.
