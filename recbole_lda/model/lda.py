@@ -70,6 +70,8 @@ class LDA(WatchTimeRecommender):
             reg=config["ot_reg"], reg_m=config["ot_reg_m"], max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"]
         )
         self.ot_batch_fraction = config["ot_batch_fraction"]
+        self.label_weight = config["ot_label_weight"]
+        self.label_bandwidth = config["ot_label_bandwidth"]
 
         # --- step 1: buckets and anchors, from the training split only
         labels, durations = self.train_labels(dataset)
@@ -145,13 +147,33 @@ class LDA(WatchTimeRecommender):
         ratio = F.softplus(self.g_out(self.g(g_in))).squeeze(-1)
         return ratio * duration, cos, log_beta, bucket
 
-    def alignment_loss(self, cos, log_beta, bucket):
+    def label_cost(self, ratio, bucket):
+        """How badly each anchor's distribution explains each observed watch ratio: the
+        negative log of a Gaussian kernel density over the anchor's n quantile values (in
+        log(1 + ratio) space), minus its row minimum, capped at 2 (the range of the cosine
+        cost: larger values would only underflow the OT kernel). Computed for the anchors
+        in scope only; others get the cap. (B,) -> (B, D*K), no gradient."""
+        with torch.no_grad():
+            table = self.anchor_table()  # (A, n)
+            if self.scope == "bucket":  # the K anchors of each instance's bucket
+                idx = bucket[:, None] * self.num_anchors + torch.arange(self.num_anchors, device=bucket.device)
+            else:
+                idx = torch.arange(len(table), device=bucket.device).expand(len(bucket), -1)
+            z = (torch.log1p(ratio.clamp_min(0))[:, None, None] - table[idx]) / self.label_bandwidth  # (B, K', n)
+            nll = -torch.logsumexp(-0.5 * z**2, dim=-1)
+            nll = (nll - nll.min(dim=1, keepdim=True).values).clamp_max(2.0)
+            return torch.full((len(ratio), len(table)), 2.0, device=ratio.device).scatter_(1, idx, nll)
+
+    def alignment_loss(self, cos, log_beta, bucket, ratio):
         """Cross-entropy between the OT targets (no gradient) and beta, on a share of the batch."""
         if self.ot_batch_fraction < 1.0:
             keep = max(1, int(round(self.ot_batch_fraction * len(cos))))
             rows = torch.randperm(len(cos), device=cos.device)[:keep]
-            cos, log_beta, bucket = cos[rows], log_beta[rows], bucket[rows]
-        targets = alignment_targets(1.0 - cos.detach(), bucket, self.anchor_bucket, self.scope, **self.ot_args)
+            cos, log_beta, bucket, ratio = cos[rows], log_beta[rows], bucket[rows], ratio[rows]
+        cost = 1.0 - cos.detach()
+        if self.label_weight > 0:
+            cost = cost + self.label_weight * self.label_cost(ratio, bucket)
+        targets = alignment_targets(cost, bucket, self.anchor_bucket, self.scope, **self.ot_args)
         # masked log_beta is -inf where targets are exactly 0: count those terms as 0
         return -torch.where(targets > 0, targets * log_beta, torch.zeros_like(log_beta)).sum(1).mean()
 
@@ -165,7 +187,11 @@ class LDA(WatchTimeRecommender):
         label = interaction[self.LABEL]
         regression = self.regression_loss(pred / self.label_scale, label / self.label_scale)
         zero = torch.zeros((), device=pred.device)
-        alignment = self.lambda_ot * self.alignment_loss(cos, log_beta, bucket) if self.lambda_ot > 0 else zero
+        if self.lambda_ot > 0:
+            ratio = label / interaction[self.DURATION].clamp_min(1e-6)
+            alignment = self.lambda_ot * self.alignment_loss(cos, log_beta, bucket, ratio)
+        else:
+            alignment = zero
         vq = self.lambda_vq * self.vq_loss() if self.joint else zero
         return regression, alignment, vq
 

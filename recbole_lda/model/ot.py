@@ -18,8 +18,6 @@ is the same as one solve per bucket, at the cost of one. mu_1 is uniform over th
 mu_2 gives each bucket's anchors the bucket's share of the batch, split evenly.
 """
 
-import warnings
-
 import ot
 import torch
 
@@ -46,11 +44,7 @@ def unbalanced_plan(cost, row_mass, col_mass, reg, reg_m, max_iter, stop_thresho
     on_cpu = cost.device.type == "cpu"
     if on_cpu:
         args = [x.numpy() for x in args]
-    with warnings.catch_warnings():
-        # POT warns when it stops at max_iter: the plan is a pseudo-label, an approximate
-        # solution at the iteration budget is what we ask for.
-        warnings.simplefilter("ignore", UserWarning)
-        plan = ot.unbalanced.sinkhorn_unbalanced(*args, reg, reg_m, numItermax=max_iter, stopThr=stop_threshold)
+    plan = ot.unbalanced.sinkhorn_unbalanced(*args, reg, reg_m, numItermax=max_iter, stopThr=stop_threshold)
     return torch.from_numpy(plan) if on_cpu else plan
 
 
