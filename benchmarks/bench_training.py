@@ -1,0 +1,86 @@
+"""Benchmark of training: time per epoch, interactions per second and peak memory.
+
+For each size in --rows and each model in --models, runs
+`run_recbole_lda.py --model=M --dataset=synthetic --synthetic_rows=N ...` in its own
+subprocess (data generated and prepared on the first model of a size, then cached) and
+records, from the run's results JSON and the child's resource usage: wall time, peak RSS,
+the time per training epoch, training interactions per second, and the time spent in each
+stage (prepare, RecBole loading, model init, fit, test). Writes JSON to --output.
+
+    python benchmarks/bench_training.py --rows 1000000 12530806 --models VR --epochs 1 \
+        --output results/bench_training.json
+
+Run it on a quiet machine: other busy processes slow torch's CPU threads down a lot.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def measure(command):
+    """Run `command`; return (wall seconds, peak RSS MiB)."""
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = child.stderr.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
+    return time.perf_counter() - start, usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 12_530_806])
+    parser.add_argument("--models", nargs="+", default=["VR"])
+    parser.add_argument("--users", type=int, default=7176, help="users (big_matrix: 7176)")
+    parser.add_argument("--items", type=int, default=10728, help="videos (big_matrix: 10728)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch_num_threads of each run")
+    parser.add_argument("--workdir", default=None, help="data and checkpoints (default: a temporary folder)")
+    parser.add_argument("--output", default="results/bench_training.json")
+    parser.add_argument("extra", nargs="*", help="--key=value overrides for every run")
+    args = parser.parse_args()
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_training-"))
+    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+              "threads": args.threads, "epochs": args.epochs, "users": args.users, "items": args.items, "runs": []}
+    for rows in args.rows:
+        for model in args.models:
+            out = work / f"{model}-{rows}.json"
+            command = [sys.executable, str(ROOT / "run_recbole_lda.py"), f"--model={model}", "--dataset=synthetic",
+                       f"--synthetic_rows={rows}", f"--synthetic_users={args.users}", f"--synthetic_items={args.items}",
+                       f"--epochs={args.epochs}", f"--torch_num_threads={args.threads}", "--show_progress=False",
+                       f"--data_path={work / 'data'}", f"--checkpoint_dir={work / 'saved'}", "--log_dir=None",
+                       f"--results_file={out}", *args.extra]
+            print(f"{model} on {rows:,} rows ...", flush=True)
+            wall, peak = measure(command)
+            with open(out) as f:
+                res = json.load(f)
+            run = {
+                "model": model, "rows": rows, "train_rows": res["rows"]["train"], "wall_s": round(wall, 1),
+                "peak_rss_mib": round(peak), "train_time_per_epoch_s": round(res["train_time_per_epoch_s"], 2),
+                "train_interactions_per_s": round(res["train_interactions_per_s"]),
+                "timings_s": {k: round(v, 1) for k, v in res["timings_s"].items()},
+                "prepare_cache_hit": res["data"].get("prepared_cache_hit"), "test_result": res["test_result"],
+            }
+            print(f"  {run}", flush=True)
+            report["runs"].append(run)
+    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
+    tmp = f"{args.output}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(tmp, args.output)
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()
