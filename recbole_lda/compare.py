@@ -1,10 +1,12 @@
 """Compare models at fixed settings over several seeds, and write a table.
 
     python -m recbole_lda.compare --models="VR,VR[regression_loss=l1],LDA,LDA[lambda_ot=0]" \
-        --datasets=synthetic --seeds=3 --output_dir=results/compare [--key=value ...]
+        --datasets="synthetic,kuairand[raw_data_path=DIR;split=time;split_dates=[20220416,20220417]]" \
+        --seeds=3 --output_dir=results/compare [--key=value ...]
 
 A model entry is a model name, optionally with overrides in brackets (`;`-separated),
-which makes ablations one more column. Every run goes through `recbole_lda.quick_start.run`
+which makes ablations one more column; a dataset entry takes overrides the same way (list
+each dataset once: rows are labelled by its name). Every run goes through `recbole_lda.quick_start.run`
 and writes its results JSON under OUTPUT_DIR/runs/; runs already there are reused, so an
 interrupted comparison resumes. Trailing `--key=value` pairs apply to every run. Written:
 OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
@@ -39,8 +41,16 @@ def parse_entry(entry):
 
 
 def split_entries(text):
-    """Split on commas outside brackets."""
-    return [e for e in re.split(r",(?![^\[]*\])", text) if e.strip()]
+    """Split on commas outside brackets (brackets may nest: `d[split_dates=[1,2]],e`)."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    return [e.strip() for e in entries + [current] if e.strip()]
 
 
 def run_label(entry, dataset, seed):
@@ -109,10 +119,12 @@ def main(argv=None):
     runs_dir = os.path.join(args.output_dir, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     entries = split_entries(args.models)
-    jobs = [(d, e, s) for d in args.datasets.split(",") for e in entries for s in range(args.seeds)]
+    datasets = [parse_entry(d) for d in split_entries(args.datasets)]
+    jobs = [(d, e, s) for d in datasets for e in entries for s in range(args.seeds)]
     records = []
-    for n, (dataset, entry, seed) in enumerate(jobs, 1):
+    for n, ((dataset, data_overrides), entry, seed) in enumerate(jobs, 1):
         model, overrides = parse_entry(entry)
+        overrides = {**data_overrides, **overrides}
         path = os.path.join(runs_dir, run_label(entry, dataset, seed) + ".json")
         if os.path.exists(path):
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}: reusing {path}", file=sys.stderr)
