@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 CONVERTERS = {
     "synthetic": "dataset_prep.synthetic",
     "kuairec": "dataset_prep.kuairec",
+    "kuairand": "dataset_prep.kuairand",
 }
 
 # Bump when the split or the atomic file format changes, so that old prepared folders are not reused.
@@ -198,31 +199,42 @@ def atomic_dir(final):
 _ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
 
 
-def read_csv(path, columns, required=()):
+def read_csv(path, columns, required=(), optional=None):
     """Read the named columns of a headered, comma-separated file with pyarrow.
 
     Args:
         path (str): the CSV file.
         columns (dict[str, str]): column -> "int", "float" or "str"; other columns are skipped.
         required (iterable[str]): columns that must have no missing value.
+        optional (dict[str, str]): columns read only when the header has them (same types).
 
     Returns:
-        pyarrow.Table with the columns in the given order.
+        pyarrow.Table with the columns in the given order (then the optional ones present).
 
     Raises:
         RawDataError naming the file, column, line and expectation for: an empty file,
-        a header without rows, a missing column, a row with the wrong number of fields
-        (e.g. a truncated last line), a value that is not of the column's type, or a
-        missing value in a required column. Lines count from 1 = the header.
+        a header without rows, a header separated by something else than commas, a missing
+        column, a row with the wrong number of fields (e.g. a truncated last line), a value
+        that is not of the column's type, or a missing value in a required column. Lines
+        count from 1 = the header.
     """
     with open(path, "r", encoding="utf-8-sig", newline="") as f:
         first = f.readline()
     if not first.strip():
         raise RawDataError(f"{path}: the file is empty (expected a header line and rows)")
     header = [c.strip() for c in next(csv.reader([first]))]
+    wanted = dict(columns) | {c: t for c, t in (optional or {}).items() if c in header and c not in columns}
+    if len(header) == 1 and len(wanted) > 1:
+        for sep, name in (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
+            if sep in first.strip():
+                raise RawDataError(
+                    f"{path}: the header is separated by {name}, expected commas "
+                    f"(a comma-separated file with a header line): {first.strip()[:200]!r}"
+                )
     missing = [c for c in columns if c not in header]
     if missing:
         raise RawDataError(f"{path}: missing column(s) {missing}; the header has {header}")
+    columns = wanted
 
     bad_rows = []
 
@@ -299,6 +311,82 @@ def _bad_row_line(path):
         parse_options=pcsv.ParseOptions(invalid_row_handler=record),
     )
     return lines[0] if lines else "?"
+
+
+class RowFilter:
+    """Rules that drop rows of a raw table, applied in order, each logged with its count.
+
+    keep: boolean mask of the rows still kept. dropped: rule -> rows that rule dropped
+    (rows an earlier rule dropped are not counted again), as Tables.rows_dropped wants it.
+    """
+
+    def __init__(self, n, source):
+        self.keep = np.ones(n, dtype=bool)
+        self.dropped = {}
+        self.n = n
+        self.source = source
+
+    def drop(self, rule, mask):
+        """Drop the kept rows where `mask` is true, recording them under `rule`."""
+        mask = np.asarray(mask, dtype=bool) & self.keep
+        count = int(mask.sum())
+        self.dropped[rule] = count
+        self.keep[mask] = False
+        logger.info(f"{self.source}: rule '{rule}' dropped {count:,} of {self.n:,} rows")
+
+
+def bool_option(config, key):
+    """config[key], which must be True or False."""
+    value = require(config, key)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be True or False, got {value!r}")
+    return value
+
+
+def bound_options(config):
+    """min_duration, max_duration (seconds) and max_watch_ratio: non-negative numbers or None (off)."""
+    options = {}
+    for key in ("min_duration", "max_duration", "max_watch_ratio"):
+        value = config_get(config, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{key} must be a non-negative number or ~ (off), got {value!r}")
+        options[key] = None if value is None else float(value)
+    if None not in (options["min_duration"], options["max_duration"]) and options["min_duration"] > options["max_duration"]:
+        raise ValueError(f"min_duration {options['min_duration']} exceeds max_duration {options['max_duration']}")
+    return options
+
+
+def drop_by_options(rows, play_s, duration_s, options, zero_play_rule):
+    """The optional rules shared by the converters, in this order: `drop_zero_play`
+    (no watch time), `min_duration` / `max_duration` and `max_watch_ratio`.
+
+    Args:
+        rows (RowFilter): the filter to apply them to.
+        play_s, duration_s (ndarray): watch time and video duration in seconds;
+            `duration_s` is positive on every kept row.
+        options (dict): drop_zero_play (bool) and the bound_options.
+        zero_play_rule (str): the name of the zero-play rule (e.g. "play_time_ms == 0").
+    """
+    if options["drop_zero_play"]:
+        rows.drop(zero_play_rule, play_s == 0)
+    if options["min_duration"] is not None:
+        rows.drop(f"duration < {options['min_duration']} s", duration_s < options["min_duration"])
+    if options["max_duration"] is not None:
+        rows.drop(f"duration > {options['max_duration']} s", duration_s > options["max_duration"])
+    if options["max_watch_ratio"] is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows.drop(f"watch ratio > {options['max_watch_ratio']}", play_s / duration_s > options["max_watch_ratio"])
+
+
+def check_yyyymmdd(values, path, column):
+    """RawDataError at the first value that is not a YYYYMMDD date (an integer in 1900..2999)."""
+    values = np.asarray(values)
+    bad = (values < 19000101) | (values > 29991231) | (values % 100 < 1) | (values % 100 > 31) | (values // 100 % 100 < 1) | (values // 100 % 100 > 12)
+    if values.dtype.kind == "f":
+        bad |= values % 1 != 0
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise RawDataError(f"{path}: column {column!r}, line {row + 2}: expected a YYYYMMDD date, got {values[row]!r}")
 
 
 # ---------------------------------------------------------------------------------------
