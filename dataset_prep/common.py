@@ -57,6 +57,7 @@ logger = logging.getLogger(__name__)
 CONVERTERS = {
     "synthetic": "dataset_prep.synthetic",
     "kuairec": "dataset_prep.kuairec",
+    "wechat": "dataset_prep.wechat",
     "kuairand": "dataset_prep.kuairand",
 }
 
