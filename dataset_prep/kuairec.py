@@ -1,7 +1,7 @@
 """KuaiRec 2.0 converter (Gao et al., CIKM 2022): watch time of Kuaishou short videos.
 
 Reads, from the `data/` folder of the official archive (`KuaiRec 2.0/data/` inside
-KuaiRec.zip):
+KuaiRec.zip; `python -m dataset_prep.download kuairec --dest DEST` fetches and unzips it):
     big_matrix.csv or small_matrix.csv (`kuairec_matrix`), required:
         user_id, video_id, play_duration (ms), video_duration (ms), time, date, timestamp,
         watch_ratio.
@@ -34,9 +34,9 @@ Filtering rules, applied in this order, each logged with the rows it drops:
     5. `min_duration` / `max_duration`: video duration outside [min, max] seconds.
     6. `max_watch_ratio`: play_duration / video_duration above this value.
 
-Bad input (missing file or column, non-numeric value, missing value in user_id, video_id,
-play_duration or video_duration, an empty file, a truncated line) raises RawDataError
-naming the file, column, line and what was expected.
+Bad input (missing file or column, a file not separated by commas, non-numeric value,
+missing value in user_id, video_id, play_duration or video_duration, an empty file, a
+truncated line) raises RawDataError naming the file, column, line and what was expected.
 """
 
 import logging
@@ -122,7 +122,9 @@ def raw_files(raw_dir, options):
             hint = " (this folder has a data/ or 'KuaiRec 2.0/' subfolder: point raw_data_path at the data folder itself)"
         raise RawDataMissing(
             f"KuaiRec raw file not found: {os.path.abspath(matrix)}{hint}.\n"
-            f"Download {DOWNLOAD_URL} (431,964,858 bytes; md5 261550d472c48eff4990fb13c0e5bcf7 "
+            f"Run\n    python -m dataset_prep.download kuairec --dest DEST\nwhich downloads the archive, checks it, "
+            f"unzips it and prints the --raw_data_path=... to use (DEST/KuaiRec 2.0/data). Or by hand: "
+            f"download {DOWNLOAD_URL} (431,964,858 bytes; md5 261550d472c48eff4990fb13c0e5bcf7 "
             f"according to a third party, the README gives none) and unzip it. The CSVs are in the "
             f"zip under 'KuaiRec 2.0/data/'. Either pass --raw_data_path=DIR with DIR that data "
             f"folder, or put its files (at least {os.path.basename(matrix)}; also user_features.csv, "
