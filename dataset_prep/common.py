@@ -382,7 +382,8 @@ def drop_by_options(rows, play_s, duration_s, options, zero_play_rule):
 def check_yyyymmdd(values, path, column):
     """RawDataError at the first value that is not a YYYYMMDD date (an integer in 1900..2999)."""
     values = np.asarray(values)
-    bad = (values < 19000101) | (values > 29991231) | (values % 100 < 1) | (values % 100 > 31) | (values // 100 % 100 < 1) | (values // 100 % 100 > 12)
+    day, month = values % 100, values // 100 % 100
+    bad = (values < 19000101) | (values > 29991231) | (day < 1) | (day > 31) | (month < 1) | (month > 12)
     if values.dtype.kind == "f":
         bad |= values % 1 != 0
     if bad.any():

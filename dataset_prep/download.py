@@ -44,8 +44,9 @@ from dataset_prep.common import _pid_alive
 
 @dataclass(frozen=True)
 class Archive:
-    """url; md5 and size (bytes, None = unknown) to verify; kind "zip" or "tar.gz"; dataset:
-    the --dataset name; marker: glob of a file that only the CSV folder holds."""
+    """url; md5 and size (bytes, None = unknown) to verify; kind: "zip" or "tar.gz"; dataset:
+    the --dataset name; marker: glob of a file that only the CSV folder holds; source: where
+    the checksum comes from."""
 
     url: str
     md5: str

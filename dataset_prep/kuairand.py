@@ -125,7 +125,8 @@ def find_files(raw_dir, options):
     standard = sorted(glob.glob(os.path.join(glob.escape(raw_dir), "log_standard_*.csv")))
     if not standard:
         hint = ""
-        subfolders = [d for d in ("data", "KuaiRand-Pure", "KuaiRand-1K", "KuaiRand-27K") if os.path.isdir(os.path.join(raw_dir, d))]
+        subfolders = [d for d in ("data", "KuaiRand-Pure", "KuaiRand-1K", "KuaiRand-27K")
+                      if os.path.isdir(os.path.join(raw_dir, d))]
         if subfolders:
             hint = f" (this folder has a {subfolders[0]}/ subfolder: point raw_data_path at the folder that holds the CSVs)"
         raise RawDataMissing(
@@ -304,7 +305,9 @@ def read_video_features(path, video_ids):
     dup = video["item_id"].duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise RawDataError(f"{path}: column 'video_id', line {lines[row]}: {video['item_id'].iloc[row]} appears twice; expected one row per id")
+        raise RawDataError(
+            f"{path}: column 'video_id', line {lines[row]}: {video['item_id'].iloc[row]} appears twice; expected one row per id"
+        )
     for c, kind in VIDEO_COLUMNS.items():
         values = table.column(c)
         if kind == "str":
@@ -316,7 +319,9 @@ def read_video_features(path, video_ids):
     ok = (tags == "") | tags.str.fullmatch(TAG_LIST)
     if not ok.all():
         row = int(np.flatnonzero(~ok.to_numpy())[0])
-        raise RawDataError(f"{path}: column 'tag', line {lines[row]}: expected integers separated by commas like 12,65, got {tags.iloc[row]!r}")
+        raise RawDataError(
+            f"{path}: column 'tag', line {lines[row]}: expected integers separated by commas like 12,65, got {tags.iloc[row]!r}"
+        )
     video["tag"] = tags.str.replace(r"\s*,\s*", " ", regex=True).to_numpy()
     video["video_duration"] = table.column("video_duration").to_numpy(zero_copy_only=False)
     logger.info(f"read features of {len(video):,} of the logs' videos from {path} ({total:,} rows)")

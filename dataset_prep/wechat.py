@@ -192,11 +192,15 @@ def read_feed_info(path, options):
     if options["add_item_features"]:
         columns |= {c: "float" for c in FEED_TOKENS} | {c: "str" for c in FEED_LISTS}
     table = read_csv(path, columns, required=list(FEED_COLUMNS))
-    feeds = pd.DataFrame({"item_id": table.column("feedid").to_numpy(), "videoplayseconds": table.column("videoplayseconds").to_numpy()})
+    feeds = pd.DataFrame(
+        {"item_id": table.column("feedid").to_numpy(), "videoplayseconds": table.column("videoplayseconds").to_numpy()}
+    )
     dup = feeds["item_id"].duplicated().to_numpy()
     if dup.any():
         row = int(np.flatnonzero(dup)[0])
-        raise RawDataError(f"{path}: column 'feedid', line {row + 2}: {feeds['item_id'].iloc[row]} appears twice; expected one row per feed")
+        raise RawDataError(
+            f"{path}: column 'feedid', line {row + 2}: {feeds['item_id'].iloc[row]} appears twice; expected one row per feed"
+        )
     if options["add_item_features"]:
         for raw, name in FEED_TOKENS.items():
             values = table.column(raw).to_numpy(zero_copy_only=False)

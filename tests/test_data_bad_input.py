@@ -127,10 +127,12 @@ def test_non_numeric_value(spec, tmp_path):
 
 
 @pytest.mark.parametrize("value", ["NaN", ""])
-def test_missing_value(spec, tmp_path, value):
+@pytest.mark.parametrize("column", ["play", "duration"])
+def test_missing_value(spec, tmp_path, value, column):
     spec.write(tmp_path)
-    set_field(tmp_path / spec.main, 4, spec.play, value)
-    with pytest.raises(RawDataError, match=rf"{spec.main}: column '{spec.play}', line 4: missing value .*required"):
+    path, name = (spec.main, spec.play) if column == "play" else (spec.duration_file, spec.duration)
+    set_field(tmp_path / path, 4, name, value)
+    with pytest.raises(RawDataError, match=rf"{path}: column '{name}', line 4: missing value .*required"):
         convert(spec, tmp_path)
 
 
