@@ -19,8 +19,8 @@ For the named archive (ARCHIVES: the official Zenodo files):
    `log_standard_*.csv`) as the `--raw_data_path=...` to pass to run_recbole_lda.py, and
    records it in `DIR/.<name>.done`, so that running the command again only prints it.
 
-The archive is kept unless `--remove-archive` is given (KuaiRand-27K is tens of GB: keep
-room for both while unpacking).
+The archive is kept unless `--remove-archive` is given (KuaiRand-27K is large: unpacking
+needs room for the archive and its contents at once).
 """
 
 import argparse
