@@ -105,6 +105,11 @@ class WatchTimeRecommender(AbstractRecommender):
         self.DURATION = config["DURATION_FIELD"]
         self.backbone = Backbone(config, dataset)
 
+    def report(self):
+        """What the model learned from the training split that a reader may want in the
+        results file (JSON-able); none by default."""
+        return {}
+
     def train_labels(self, dataset):
         """Training-split labels (watch time, seconds) and durations (seconds), float64."""
         return training_values(dataset, self.LABEL), training_values(dataset, self.DURATION)

@@ -141,6 +141,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "epoch_times_s": epoch_times,
         "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,
         "timings_s": timings,
+        "model_report": net.report(),
         "peak_memory_mb": peak_memory_mb(),
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "total_time_s": perf_counter() - start,

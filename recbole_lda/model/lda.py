@@ -76,6 +76,7 @@ class LDA(WatchTimeRecommender):
         # --- step 1: buckets and anchors, from the training split only
         labels, durations = self.train_labels(dataset)
         labels, durations = labels.numpy(), durations.numpy()
+        ratios = labels / np.maximum(durations, 1e-6)
         edges = duration_bucket_edges(durations, config["num_buckets"])
         self.register_buffer("bucket_edges", torch.tensor(edges, dtype=torch.float32))
         self.num_buckets = len(edges) - 1
@@ -85,7 +86,7 @@ class LDA(WatchTimeRecommender):
         source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
         sources = dataset.inter_feat[source_field].numpy() if source_field else None
         seqs = sample_sequences(
-            labels / np.maximum(durations, 1e-6),
+            ratios,
             buckets,
             sources,
             self.num_buckets,
@@ -115,7 +116,7 @@ class LDA(WatchTimeRecommender):
         if config["anchor_plot_file"]:
             from recbole_lda.plots import plot_anchors
 
-            plot_anchors(labels / np.maximum(durations, 1e-6), buckets, edges, anchors.numpy(), config["anchor_plot_file"])
+            plot_anchors(ratios, buckets, edges, anchors.numpy(), config["anchor_plot_file"])
 
         # --- step 2 and 3: shared space, predictor
         dim = config["projection_dim"]
@@ -125,6 +126,10 @@ class LDA(WatchTimeRecommender):
         self.g = MLPLayers([g_in] + list(config["predictor_hidden_size"]), activation="relu")
         self.g_out = nn.Linear(config["predictor_hidden_size"][-1], 1)
         self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
+
+    def report(self):
+        """Buckets and per-bucket codebook usage, for the results file."""
+        return {"bucket_edges_s": self.bucket_edges.tolist(), "anchors": self.anchor_reports}
 
     def anchor_table(self):
         """Current anchors (D*K, n) in log(1 + ratio) space (decoded codebooks when joint)."""

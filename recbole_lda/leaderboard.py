@@ -1,0 +1,313 @@
+"""The leaderboard of a tuning output folder (`python -m recbole_lda.tune`), built from the
+stored results alone: no training, no Ray.
+
+    python -m recbole_lda.tune --leaderboard_only --output_dir=DIR [--proposed=LDA]
+
+Reads DIR/tuning/<METHOD>__<DATASET>.json (finished studies) and the final runs
+DIR/runs/<METHOD>__<DATASET>__seed<k>.json made with each study's best configuration, and
+writes DIR/leaderboard.md, .csv, .tex and .png:
+- methods x datasets, test MAE (seconds, lower is better) and XAUC (higher is better) as
+  mean ± sample std (ddof 1) over seeds, the best mean per column in bold;
+- the relative improvement of the proposed method (LDA) over the best baseline of each
+  column (the best mean among methods of another model; LDA[...] variants are not
+  baselines), positive when the proposed method is better;
+- Welch's t-test (two-sided, unequal variances, scipy.stats.ttest_ind) between the per-seed
+  test scores of the two. The runs are not paired: a seed fixes initialisation and batch
+  order, which mean different things for different models. The split is the same for
+  every seed, so the test measures training noise only, not data noise; with 3 seeds it
+  detects only large differences.
+The CSV has one row per method and dataset: mean and std of MAE, XAUC, RMSE and XGAUC, the
+best-per-column flags, the comparison columns (on the proposed method's rows), the
+tuning budget and the chosen configuration.
+"""
+
+import glob
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from recbole_lda.compare import parse_entry, run_label, summarise
+
+logger = logging.getLogger(__name__)
+
+# (metric, label, True when higher is better)
+BOARD_METRICS = (("mae", "MAE", False), ("xauc", "XAUC", True))
+ALPHA = 0.05  # significance level of the marks
+
+
+@dataclass
+class Board:
+    table: pd.DataFrame  # the CSV's rows
+    markdown: str
+    paths: dict
+
+
+def _read(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def collect(output_dir):
+    """(finished studies, per-seed records) stored under `output_dir`, in the order of the
+    manifest (the last command's methods and datasets), then by name."""
+    studies = [_read(p) for p in sorted(glob.glob(os.path.join(output_dir, "tuning", "*.json")))
+               if not p.endswith(".study.json")]
+    manifest_path = os.path.join(output_dir, "manifest.json")
+    manifest = _read(manifest_path) if os.path.exists(manifest_path) else {}
+    methods, datasets = manifest.get("methods", []), manifest.get("datasets", [])
+
+    def rank(study):
+        m, d = study["method"], study["dataset"]
+        return (datasets.index(d) if d in datasets else len(datasets), d,
+                methods.index(m) if m in methods else len(methods), m)
+
+    studies.sort(key=rank)
+    records = []
+    for study in studies:
+        prefix = run_label(study["method"], study["dataset"], "")
+        for path in sorted(glob.glob(os.path.join(output_dir, "runs", f"{glob.escape(prefix)}*.json"))):
+            match = re.fullmatch(re.escape(prefix) + r"(\d+)\.json", os.path.basename(path))
+            if not match:
+                continue
+            run = _read(path)
+            if run.get("tuned_params") != study["best"]["params"]:
+                logger.warning(f"{path}: not made with the study's best configuration; left out")
+                continue
+            test, ref = run["test_result"], run["reference"]
+            records.append({
+                "dataset": study["dataset"], "entry": study["method"], "seed": int(match.group(1)),
+                **{m: test.get(m, np.nan) for m in ("mae", "xauc", "xgauc", "rmse")},
+                "epoch_s": run.get("train_time_per_epoch_s"), "epochs": run.get("epochs_run"),
+                "train_mean_mae": ref["train_mean"]["test_mae"],
+                "oracle_mae": ref.get("oracle_median", {}).get("test_mae", np.nan),
+            })
+    return studies, records, manifest
+
+
+def welch(a, b):
+    """Two-sided Welch's t-test p-value; nan with fewer than 2 values on a side or no variance."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
+        return float("nan")
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def compare_with_baselines(table, records, proposed):
+    """Best-per-column flags, and on the proposed method's rows its relative improvement
+    over the best baseline and Welch's p-value, per dataset and metric."""
+    frame = pd.DataFrame(records)
+    proposed_model = parse_entry(proposed)[0]
+    table = table.copy()
+    for metric, _, higher in BOARD_METRICS:
+        table[f"{metric}_best"] = False
+        for col in ("best_baseline", "improvement_pct", "welch_p"):
+            table[f"{metric}_{col}"] = np.nan if col != "best_baseline" else None
+    for dataset, rows in table.groupby("dataset", sort=False):
+        for metric, _, higher in BOARD_METRICS:
+            means = rows[f"{metric}_mean"]
+            if means.notna().any():
+                table.loc[means.idxmax() if higher else means.idxmin(), f"{metric}_best"] = True
+            is_baseline = rows["model"].map(lambda e: parse_entry(e)[0] != proposed_model)
+            baselines, mine = rows[is_baseline & means.notna()], rows[rows["model"] == proposed]
+            if baselines.empty or mine.empty:
+                continue
+            base = baselines.loc[baselines[f"{metric}_mean"].idxmax() if higher else baselines[f"{metric}_mean"].idxmin()]
+            idx = mine.index[0]
+            ours, theirs = mine.loc[idx, f"{metric}_mean"], base[f"{metric}_mean"]
+            gain = (ours - theirs) / theirs if higher else (theirs - ours) / theirs
+            seeds = lambda entry: frame[(frame.dataset == dataset) & (frame.entry == entry)][metric].dropna()  # noqa: E731
+            table.loc[idx, f"{metric}_best_baseline"] = base["model"]
+            table.loc[idx, f"{metric}_improvement_pct"] = 100 * gain
+            table.loc[idx, f"{metric}_welch_p"] = welch(seeds(proposed), seeds(base["model"]))
+    return table
+
+
+def build_table(studies, records, proposed):
+    if not records:
+        raise ValueError("no final run is stored yet: nothing to put on the leaderboard")
+    table = summarise(records)
+    info = {(s["dataset"], s["method"]): s for s in studies}
+    extra = []
+    for row in table.itertuples():
+        s = info[(row.dataset, row.model)]
+        extra.append({
+            "num_samples": s["budget"]["num_samples"], "trials_completed": s["trials_completed"],
+            "trials_errored": s["trials_errored"], "max_epochs": s["budget"]["max_epochs"],
+            "scheduler": s["budget"]["scheduler"], "best_valid_score": s["best"]["valid_score"],
+            "valid_metric": s["settings"]["metric"], "best_params": json.dumps(s["best"]["params"], sort_keys=True),
+            "tuning_wall_s": s["wall_time_s"],
+        })
+    table = pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
+    return compare_with_baselines(table, records, proposed)
+
+
+def _cell(row, metric, bold):
+    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    if not np.isfinite(mean):
+        return "—"
+    text = f"{mean:.4f} ± {std:.4f}"
+    return f"**{text}**" if bold and row[f"{metric}_best"] else text
+
+
+def _gain_text(row, metric, latex=False):
+    base = row.get(f"{metric}_best_baseline")
+    if not isinstance(base, str):
+        return "—"
+    p = row[f"{metric}_welch_p"]
+    mark = ("$^\\dagger$" if latex else " †") if np.isfinite(p) and p < ALPHA else ""
+    name = _tex(base) if latex else base
+    pct = f"{row[f'{metric}_improvement_pct']:+.1f}" + ("\\%" if latex else "%")
+    return f"{pct} vs {name} (p={p:.3f}){mark}" if np.isfinite(p) else f"{pct} vs {name} (p n/a)"
+
+
+def _grid(table):
+    """datasets in order, methods in order, and {(method, dataset): row}."""
+    datasets = list(dict.fromkeys(table["dataset"]))
+    methods = list(dict.fromkeys(table["model"]))
+    rows = {(r["model"], r["dataset"]): r for _, r in table.iterrows()}
+    return datasets, methods, rows
+
+
+def to_markdown(table, studies, manifest, proposed):
+    datasets, methods, rows = _grid(table)
+    seeds = sorted(set(table["seeds"]))
+    lines = ["# Leaderboard", "",
+             f"Test MAE (seconds, lower is better) and XAUC (higher is better) of each method's best "
+             f"configuration, mean ± std over {'/'.join(map(str, seeds))} seeds; **bold**: best mean per column.", ""]
+    header = ["Method"] + [f"{d} {label}" for d in datasets for _, label, _ in BOARD_METRICS]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for m in methods:
+        cells = [_cell(rows[(m, d)], metric, True) if (m, d) in rows else "—"
+                 for d in datasets for metric, _, _ in BOARD_METRICS]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    if proposed in methods:
+        cells = [_gain_text(rows[(proposed, d)], metric) if (proposed, d) in rows else "—"
+                 for d in datasets for metric, _, _ in BOARD_METRICS]
+        lines.append(f"| {proposed} vs best baseline | " + " | ".join(cells) + " |")
+        lines += ["", f"Improvement: relative to the best baseline of the column (another model's best mean), "
+                  f"positive when {proposed} is better. p: two-sided Welch's t-test (unequal variances) on the "
+                  f"per-seed test scores; † marks p < {ALPHA}. Seeds vary initialisation and batch order on a fixed "
+                  f"split, so the test covers training noise only."]
+    lines += ["", "## Budget and selection", "",
+              "Every method of a dataset gets the same number of trials; selection uses the validation metric "
+              "only, and the chosen configuration is then run once per seed and evaluated once on test.", "",
+              "| Dataset | Method | Trials (done / errored) | Max epochs | Scheduler | Best valid | Tuning wall time | s/epoch |",
+              "|---|---|---|---|---|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r.dataset} | {r.model} | {r.num_samples} ({r.trials_completed} / {r.trials_errored}) | "
+                     f"{r.max_epochs} | {r.scheduler} | {r.valid_metric.upper()} {r.best_valid_score:.4f} | "
+                     f"{r.tuning_wall_s / 60:.1f} min | {r.epoch_s_mean:.2f} |")
+    lines += ["", "## Chosen configurations", "", "| Dataset | Method | Configuration |", "|---|---|---|"]
+    for _, r in table.iterrows():
+        lines.append(f"| {r.dataset} | {r.model} | `{r.best_params}` |")
+    lines += ["", "## References on the same test rows", "",
+              "| Dataset | Predict the training mean: MAE | Best achievable MAE (true conditional median) |",
+              "|---|---|---|"]
+    for d in datasets:
+        r = table[table["dataset"] == d].iloc[0]
+        oracle = f"{r.oracle_mae:.4f}" if np.isfinite(r.oracle_mae) else "unknown"
+        lines.append(f"| {d} | {r.train_mean_mae:.4f} | {oracle} |")
+    if manifest.get("command"):
+        lines += ["", "Command:", "", f"```\n{manifest['command']}\n```"]
+    return "\n".join(lines) + "\n"
+
+
+def _tex(text):
+    return re.sub(r"([_%&#$])", r"\\\1", str(text))
+
+
+def to_latex(table, proposed):
+    datasets, methods, rows = _grid(table)
+    k = len(BOARD_METRICS)
+    out = ["% Generated by recbole_lda.leaderboard. Needs \\usepackage{booktabs}.",
+           "\\begin{tabular}{l" + "c" * (k * len(datasets)) + "}", "\\toprule",
+           "Method & " + " & ".join(f"\\multicolumn{{{k}}}{{c}}{{{_tex(d)}}}" for d in datasets) + " \\\\",
+           " & " + " & ".join(label + (" $\\uparrow$" if higher else " $\\downarrow$")
+                              for _ in datasets for _, label, higher in BOARD_METRICS) + " \\\\", "\\midrule"]
+    for m in methods:
+        cells = []
+        for d in datasets:
+            for metric, _, _ in BOARD_METRICS:
+                r = rows.get((m, d))
+                if r is None or not np.isfinite(r[f"{metric}_mean"]):
+                    cells.append("--")
+                    continue
+                mean = f"{r[f'{metric}_mean']:.4f}"
+                mean = f"\\mathbf{{{mean}}}" if r[f"{metric}_best"] else mean
+                cells.append(f"${mean} \\pm {r[f'{metric}_std']:.4f}$")
+        out.append(f"{_tex(m)} & " + " & ".join(cells) + " \\\\")
+    if proposed in methods:
+        out.append("\\midrule")
+        cells = [_gain_text(rows[(proposed, d)], metric, latex=True) if (proposed, d) in rows else "--"
+                 for d in datasets for metric, _, _ in BOARD_METRICS]
+        out.append(f"{_tex(proposed)} vs best baseline & " + " & ".join(cells) + " \\\\")
+    out += ["\\bottomrule", "\\end{tabular}", ""]
+    return "\n".join(out)
+
+
+def plot(table, path, proposed):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets, methods, rows = _grid(table)
+    fig, axes = plt.subplots(len(BOARD_METRICS), len(datasets), figsize=(1.2 + 0.55 * len(methods) * len(datasets) + 2,
+                                                                          3.2 * len(BOARD_METRICS)), squeeze=False)
+    for j, d in enumerate(datasets):
+        for i, (metric, label, higher) in enumerate(BOARD_METRICS):
+            ax = axes[i][j]
+            for x, m in enumerate(methods):
+                r = rows.get((m, d))
+                if r is None:
+                    continue
+                color = "tab:red" if m == proposed else "tab:blue"
+                ax.errorbar(x, r[f"{metric}_mean"], yerr=r[f"{metric}_std"], fmt="o", color=color, capsize=4,
+                            markersize=7 if r[f"{metric}_best"] else 5)
+            if metric == "mae":
+                r = table[table["dataset"] == d].iloc[0]
+                ax.axhline(r.train_mean_mae, ls="--", color="gray", lw=1, label="training mean")
+                if np.isfinite(r.oracle_mae):
+                    ax.axhline(r.oracle_mae, ls=":", color="green", lw=1, label="best achievable")
+                ax.legend(fontsize=7, loc="best")
+            ax.set_xticks(range(len(methods)))
+            ax.set_xticklabels(methods, rotation=45, ha="right", fontsize=8)
+            ax.set_title(f"{d}: {label} ({'higher' if higher else 'lower'} is better)", fontsize=9)
+            ax.grid(axis="y", alpha=0.3)
+    fig.suptitle("Test scores of the tuned methods, mean ± std over seeds", fontsize=10)
+    fig.tight_layout()
+    tmp = f"{path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _write_text(path, text):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def build(output_dir, proposed=None):
+    """Write DIR/leaderboard.{md,csv,tex,png} from the stored results; return the Board.
+    `proposed`: the method compared with the best baseline (default: the manifest's, else LDA)."""
+    studies, records, manifest = collect(output_dir)
+    proposed = proposed or manifest.get("proposed") or "LDA"
+    table = build_table(studies, records, proposed)
+    markdown = to_markdown(table, studies, manifest, proposed)
+    paths = {ext: os.path.join(output_dir, f"leaderboard.{ext}") for ext in ("md", "csv", "tex", "png")}
+    _write_text(paths["md"], markdown)
+    csv_tmp = f"{paths['csv']}.tmp-{os.getpid()}"
+    table.to_csv(csv_tmp, index=False)
+    os.replace(csv_tmp, paths["csv"])
+    _write_text(paths["tex"], to_latex(table, proposed))
+    plot(table, paths["png"], proposed)
+    return Board(table, markdown, paths)

@@ -1,0 +1,769 @@
+"""Tune every method with the same budget, re-run its best configuration over seeds, and
+build the leaderboard (methods x datasets, test MAE and XAUC), the way the paper's table
+is made. Runs on this machine or on an existing Ray cluster, unchanged.
+
+    python -m recbole_lda.tune --models=VR,WLR,D2Q,OR,CWM,TPM,LDA --datasets=synthetic,kuairand \
+        --num_samples=8 --seeds=3 --output_dir=results/tune --epochs=10 \
+        --raw_data_path.kuairand=../shared/data/kuairand-27k-subset \
+        --split.kuairand=time --split_dates.kuairand=[20220416,20220417]
+
+    python -m recbole_lda.tune --leaderboard_only --output_dir=results/tune
+
+One study per (method, dataset), in the order given:
+1. Tuning: random search (Ray Tune) over the method's space, `properties/tune/overall.yaml`
+   plus `properties/tune/<MODEL>.yaml` (distributions in YAML, see overall.yaml), with the
+   same number of trials (`--num_samples`) for every method. Each trial is one
+   `recbole_lda.quick_start.run` with the configured `seed`; it reports the validation
+   metric (`valid_metric`, MAE by default) after every epoch, and ASHA stops the trials that
+   are behind (`--scheduler=fifo` lets every trial run to the end). A trial's score is its
+   best validation score (what RecBole's early stopping keeps); selection uses nothing else.
+2. Final runs: the best configuration is run again with seeds 0..S-1 (as in
+   `recbole_lda.compare`), each evaluated once on the test split.
+3. The leaderboard (`recbole_lda.leaderboard`) is built from the stored results.
+
+Methods: `--models` entries are model names or, as in compare, `NAME[key=value;...]` (fixed
+keys, e.g. VR[regression_loss=l1]; a fixed key is left out of the search). Datasets:
+`--datasets` entries take fixed keys the same way (`kuairand[split=time]`).
+
+Configuration of every run, lowest precedence first: the YAML defaults, `--config_files`
+(space-separated, for every dataset), `--config_files.DATASET=...`, the sampled values, then
+trailing `--key=value` (every run), `--key.DATASET=value` (that dataset's runs only, e.g.
+`--raw_data_path.kuairand=DIR`), the dataset's and the method's bracketed keys. `data_path`
+and `raw_data_path` are resolved against the current folder at launch and handed to
+trials as absolute paths; every dataset is prepared (converted, split) once, here, before
+its trials start. The harness sets, for every run: `torch_num_threads` (= --cpus_per_trial),
+`gpu_id` (the GPU Ray assigned, or none), `checkpoint_dir`, `results_file`,
+`predictions_file`, and by default `state: WARNING` and `show_progress: False` (override
+with --state=INFO).
+
+Resources: locally `ray.init` with this machine's cores (`--num_cpus`); with
+`--ray_address=HOST:PORT` the runs go to that cluster, whose nodes need this package (the
+repository at the same path, or `pip install -e .`) and `data_path` on a shared file
+system. Each trial and final run takes `--cpus_per_trial` CPUs and `--gpus_per_trial` GPUs.
+
+Fault tolerance: a trial whose worker dies (or that raises) is retried up to
+`--max_failures` times; a training that diverges (NaN loss) is a finished trial with the
+worst score, not a failure. An interrupted command (Ctrl+C, a killed driver) resumes when
+run again with the same arguments: Ray Tune restores an unfinished study (finished trials
+are not run again), and finished studies and final runs are read from their files. Every
+file is written through a temporary file and a rename; a finished study or run is never
+written again, and a command whose settings differ from the stored ones stops.
+
+Output (OUTPUT_DIR):
+    tuning/<METHOD>__<DATASET>.study.json   what the study searches, fixed keys, budget
+    tuning/<METHOD>__<DATASET>.json         finished study: every trial, the best configuration
+    runs/<METHOD>__<DATASET>__seed<k>.json  final runs (recbole_lda.quick_start.run's results)
+    ray/<METHOD>__<DATASET>/                Ray Tune's experiment (trial logs, restore state)
+    progress.json                           what runs now: study, trials done and left, best so far
+    manifest.json                           the last command, its order of methods and datasets
+    leaderboard.md, .csv, .tex, .png        the comparison table (recbole_lda.leaderboard)
+"""
+
+import argparse
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+
+import yaml
+
+from recbole_lda.compare import parse_entry, run_label, split_entries
+
+logger = logging.getLogger(__name__)
+
+SPACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "tune")
+
+# Distributions of a search-space YAML entry and the number of their arguments.
+DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "randint": 2, "lograndint": 2}
+
+# Keys the harness sets for every run; the command line must not set them.
+HARNESS_KEYS = ("torch_num_threads", "gpu_id", "checkpoint_dir", "results_file", "predictions_file")
+
+# Display keys the harness sets for every run unless the command line does.
+QUIET_KEYS = {"state": "WARNING", "show_progress": "False"}
+
+# Experiment state is saved at most this often (Ray's default is 10 s): a killed driver then
+# loses at most this much of the record of finished trials.
+os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+
+
+class Interrupted(RuntimeError):
+    """The command stopped before a study finished; running it again resumes."""
+
+
+# ---------------------------------------------------------------------------------------
+# Search spaces
+
+
+def parse_distribution(spec, where):
+    """One YAML entry, e.g. {loguniform: [1.0e-4, 1.0e-2]}, checked -> {"loguniform": [0.0001, 0.01]}."""
+    if not (isinstance(spec, dict) and len(spec) == 1):
+        raise ValueError(f"{where}: expected one distribution such as {{loguniform: [1.0e-4, 1.0e-2]}}, got {spec!r}")
+    (name, args), = spec.items()
+    if name == "choice":
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where}: choice takes a non-empty list of values, got {args!r}")
+        return {"choice": args}
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"{where}: unknown distribution {name!r}; known: {['choice', *DISTRIBUTIONS]}")
+    if not isinstance(args, list) or len(args) != DISTRIBUTIONS[name]:
+        raise ValueError(f"{where}: {name} takes a list of {DISTRIBUTIONS[name]} numbers, got {args!r}")
+    numbers = []
+    for value in args:
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: {value!r} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: {value!r} is not a number")
+        numbers.append(value)
+    low, high = numbers[:2]
+    if name in ("randint", "lograndint") and not all(float(v).is_integer() for v in numbers):
+        raise ValueError(f"{where}: {name} takes integer bounds, got {args!r}")
+    if not low < high:
+        raise ValueError(f"{where}: the lower bound must be below the upper bound, got {args!r}")
+    if name.startswith(("log", "qlog")) and low <= 0:
+        raise ValueError(f"{where}: {name} needs a positive lower bound, got {args!r}")
+    if name.startswith("q") and numbers[2] <= 0:
+        raise ValueError(f"{where}: the step q must be positive, got {args!r}")
+    if name in ("randint", "lograndint"):
+        numbers = [int(v) for v in numbers]
+    return {name: numbers}
+
+
+def read_search_space(model, space_dir=SPACE_DIR):
+    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s, as
+    {key: {distribution: arguments}}. `<model>.yaml` must exist (it may hold no key)."""
+    model_file = os.path.join(space_dir, f"{model}.yaml")
+    if not os.path.isfile(model_file):
+        raise FileNotFoundError(
+            f"no search space for {model}: write {model_file} (an empty file tunes only the keys of overall.yaml)"
+        )
+    space = {}
+    for path in (os.path.join(space_dir, "overall.yaml"), model_file):
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of configuration keys to distributions")
+        for key, spec in loaded.items():
+            space[key] = parse_distribution(spec, f"{path}: {key}")
+    return space
+
+
+def ray_search_space(space):
+    """The Ray Tune sampling objects of a parsed search space."""
+    from ray import tune
+
+    return {key: getattr(tune, name)(args) if name == "choice" else getattr(tune, name)(*args)
+            for key, (name, args) in ((k, next(iter(v.items()))) for k, v in space.items())}
+
+
+# ---------------------------------------------------------------------------------------
+# Studies: one (method, dataset) each
+
+
+@dataclass
+class Study:
+    """What one tuning job runs. Fields travel to the Ray workers."""
+
+    entry: str  # the method as listed: MODEL or MODEL[key=value;...]
+    model: str
+    dataset: str
+    config_files: list  # absolute paths
+    overrides: dict  # {key: str}: the fixed keys of every run, paths absolute
+    space: dict  # the searched keys: {key: {distribution: arguments}}
+    metric: str = ""  # validation metric key in RecBole's results (e.g. "mae")
+    mode: str = ""  # "min" or "max"
+    max_epochs: int = 0
+    eval_step: int = 1
+    budget: dict = field(default_factory=dict)  # num_samples, search and scheduler settings
+    resources: dict = field(default_factory=dict)  # {"cpu": n, "gpu": g}: not part of the settings
+
+    @property
+    def label(self):
+        return re.sub(r"[^\w.=-]+", "_", f"{self.entry}__{self.dataset}")
+
+    @property
+    def score_key(self):
+        """The trial's score reported to Tune: its best validation score so far."""
+        return f"best_valid_{self.metric}"
+
+    def settings(self):
+        """Everything that decides the study's results (a finished study with other
+        settings cannot be resumed or reused)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("resources", "config_files")}
+        out["config_files"] = [{"path": p, "sha256": file_sha256(p)} for p in self.config_files]
+        return out
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def parse_command_overrides(rest, datasets):
+    """Trailing `--key=value` -> (common {key: value}, per dataset {dataset: {key: value}},
+    per-dataset config files {dataset: [paths]}). `--key.DATASET=value` applies to DATASET only."""
+    common, per_dataset, files = {}, {d: {} for d in datasets}, {d: [] for d in datasets}
+    for arg in rest:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep or not key:
+            raise ValueError(f"unrecognised argument {arg!r} (expected --key=value or --key.DATASET=value)")
+        base, dot, target = key.rpartition(".")
+        if not dot:
+            common[key] = value
+            continue
+        if target not in per_dataset:
+            raise ValueError(f"{arg!r}: {target!r} is not one of the datasets {list(per_dataset)}")
+        if base == "config_files":
+            files[target] += [os.path.abspath(p) for p in value.split()]
+        else:
+            per_dataset[target][base] = value
+    return common, per_dataset, files
+
+
+def build_studies(args, rest, space_dir=SPACE_DIR):
+    """The studies of a command, in the order (dataset, method) given. Paths are made absolute."""
+    datasets = [parse_entry(d) for d in split_entries(args.datasets)]
+    names = [d for d, _ in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each dataset can be listed once, got {names}")
+    common, per_dataset, dataset_files = parse_command_overrides(rest, names)
+    global_files = [os.path.abspath(p) for p in (args.config_files or "").split()]
+    entries = split_entries(args.models)
+    if len(set(entries)) != len(entries):
+        raise ValueError(f"each method can be listed once, got {entries}")
+    studies = []
+    for dataset, bracket_keys in datasets:
+        for entry in entries:
+            model, entry_keys = parse_entry(entry)
+            overrides = {**common, **per_dataset[dataset], **bracket_keys, **entry_keys}
+            owned = sorted(set(overrides) & set(HARNESS_KEYS))
+            if owned:
+                raise ValueError(
+                    f"the harness sets {owned} for every run (torch_num_threads = --cpus_per_trial, gpu_id from "
+                    f"--gpus_per_trial, checkpoints and results in its own folders): do not set them"
+                )
+            for key, value in QUIET_KEYS.items():
+                overrides.setdefault(key, value)
+            space = read_search_space(model, space_dir)
+            fixed = sorted(set(space) & set(overrides))
+            if fixed:
+                logger.info(f"{entry} on {dataset}: {fixed} fixed by the command, left out of the search")
+            space = {k: v for k, v in space.items() if k not in overrides}
+            for path in global_files + dataset_files[dataset]:
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(f"config file {path} does not exist")
+            studies.append(Study(entry.strip(), model, dataset, global_files + dataset_files[dataset], overrides, space))
+    return studies
+
+
+def resolve_study(study):
+    """Make the study's paths absolute, read its metric and epoch cap, and prepare its
+    dataset (convert and split, cached) so that trials never convert concurrently."""
+    import dataset_prep
+    from recbole_lda.config import Config
+
+    cuda_env = os.environ.get("CUDA_VISIBLE_DEVICES")  # RecBole's Config sets it from gpu_id
+    try:
+        config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
+        # RecBole joins data_path with the dataset name; trials get the absolute root.
+        study.overrides["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
+        if config["raw_data_path"]:
+            study.overrides["raw_data_path"] = os.path.abspath(config["raw_data_path"])
+        config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
+        prepared = dataset_prep.prepare(config)
+    finally:
+        if cuda_env is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_env
+    study.metric = config["valid_metric"].lower()
+    study.mode = "max" if config["valid_metric_bigger"] else "min"
+    study.max_epochs = int(config["epochs"])
+    study.eval_step = int(config["eval_step"])
+    return prepared
+
+
+# ---------------------------------------------------------------------------------------
+# What runs on the workers
+
+
+def run_overrides(study, workdir, seed=None):
+    """The command-line keys of one run: the study's fixed keys and the harness's."""
+    gpus = study.resources.get("gpu", 0)
+    overrides = dict(study.overrides)
+    overrides.update(
+        torch_num_threads=str(max(1, int(study.resources.get("cpu", 1)))),
+        # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id: hand it the GPU Ray assigned.
+        gpu_id=os.environ.get("CUDA_VISIBLE_DEVICES", "") if gpus else "",
+        checkpoint_dir=os.path.join(workdir, "saved"),
+        results_file="None",
+        predictions_file="None",
+    )
+    if seed is not None:
+        overrides["seed"] = str(seed)
+    return overrides
+
+
+def _is_divergence(err):
+    return isinstance(err, ValueError) and "loss is nan" in str(err).lower()
+
+
+def tune_trial(params, study):
+    """Ray Tune trainable: one training run with the sampled `params`, reporting after
+    every validation the score so far (running best) to the scheduler."""
+    from ray.air import session
+
+    from recbole_lda.quick_start import run
+
+    worst = math.inf if study.mode == "min" else -math.inf
+    state = {"best": worst, "epoch": 0}
+    better = min if study.mode == "min" else max
+
+    def report(epoch_idx, valid_score):
+        score = float(valid_score)
+        state["best"] = better(state["best"], score) if math.isfinite(score) else state["best"]
+        state["epoch"] = epoch_idx + 1
+        session.report({f"valid_{study.metric}": score, study.score_key: state["best"], "epoch": epoch_idx + 1,
+                        "diverged": 0})
+
+    workdir = session.get_trial_dir()
+    overrides = run_overrides(study, workdir)
+    overrides.setdefault("log_dir", workdir)
+    try:
+        run(study.model, study.dataset, study.config_files or None, dict(params), overrides, saved=False,
+            callback_fn=report)
+    except ValueError as err:
+        if not _is_divergence(err):
+            raise
+        # A configuration whose training diverges is a bad configuration, not a fault to retry.
+        session.report({f"valid_{study.metric}": worst, study.score_key: state["best"],
+                        "epoch": state["epoch"] + 1, "diverged": 1})
+
+
+def final_run(study, params, seed):
+    """Ray task: the best configuration with one seed, evaluated on test; the results dict."""
+    from recbole_lda.quick_start import run
+
+    with tempfile.TemporaryDirectory(prefix="recbole-lda-final-") as workdir:  # the best checkpoint
+        overrides = run_overrides(study, workdir, seed=seed)
+        overrides.setdefault("log_dir", "None")
+        return run(study.model, study.dataset, study.config_files or None, dict(params), overrides, saved=True)
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def atomic_write_json(path, obj):
+    """Write JSON through a temporary file and a rename (never a half-written file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def finite_or_none(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_tail(path, chars=2000):
+    """The end of a text file (a trial's error), or None."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-chars:]
+
+
+def check_settings(path, settings):
+    """Stop if `path` (a study file) holds other settings; write it when missing."""
+    if os.path.exists(path):
+        stored = read_json(path)["settings"]
+        current = json.loads(json.dumps(settings, default=str))
+        if stored != current:
+            diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+            raise ValueError(
+                f"{path} was made with other settings (differences in {diff}); finished results are never "
+                f"overwritten: use another --output_dir, or the original settings"
+            )
+    else:
+        atomic_write_json(path, {"settings": settings})
+
+
+# ---------------------------------------------------------------------------------------
+# Progress
+
+
+def _fmt_duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def progress_callback(study, position, output_dir):
+    """A Tune callback printing a line (and rewriting OUTPUT_DIR/progress.json) whenever a
+    trial finishes or the best score changes, and at least every minute."""
+    from ray import tune
+
+    class Progress(tune.Callback):
+        def __init__(self):
+            self.start = time.time()
+            self.last = None
+            self.last_print = 0.0
+
+        def on_step_end(self, iteration, trials, **info):
+            done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
+            running = sum(t.status == "RUNNING" for t in trials)
+            scored = [(t.last_result.get(study.score_key), t) for t in trials
+                      if finite_or_none((t.last_result or {}).get(study.score_key)) is not None]
+            best = (min if study.mode == "min" else max)(scored, key=lambda s: s[0]) if scored else None
+            state = (len(done), running, best[0] if best else None)
+            if state == self.last:
+                return
+            # progress.json follows every change; the console gets a line when a trial
+            # finishes or the best score changes, and at least every minute.
+            printed = state[::2] != (self.last or (None, None, None))[::2] or time.time() - self.last_print > 60
+            self.last = state
+            progress = {
+                "phase": "tuning", "study": study.label, "method": study.entry, "dataset": study.dataset,
+                "study_index": position[0], "studies": position[1], "trials_total": study_budget(study),
+                "trials_done": len(done), "trials_errored": sum(t.status == "ERROR" for t in trials),
+                "trials_running": running, "trials_left": study_budget(study) - len(done),
+                "best_valid": None if best is None else {
+                    study.metric: best[0], "trial": best[1].trial_id, "epoch": best[1].last_result.get("epoch"),
+                    "params": {k: best[1].config.get(k) for k in study.space}},
+                "elapsed_s": time.time() - self.start, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
+                "done_trial_ids": sorted(t.trial_id for t in done),
+            }
+            atomic_write_json(os.path.join(output_dir, "progress.json"), progress)
+            if not printed:
+                return
+            self.last_print = time.time()
+            best_text = f"best valid {study.metric.upper()} {best[0]:.4f}" if best else "no score yet"
+            print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: "
+                  f"{len(done)}/{study_budget(study)} trials done, {running} running; {best_text}; "
+                  f"{_fmt_duration(time.time() - self.start)}", file=sys.stderr, flush=True)
+
+    return Progress()
+
+
+def study_budget(study):
+    return study.budget["num_samples"]
+
+
+# ---------------------------------------------------------------------------------------
+# Tuning
+
+
+def tune_study(study, args, position):
+    """Tune `study` with Ray Tune (restoring an interrupted experiment) and write its
+    tuning file; return the finished study record."""
+    from ray import air, tune
+    from ray.tune.analysis import ExperimentAnalysis
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.search.basic_variant import BasicVariantGenerator
+
+    storage = os.path.abspath(os.path.join(args.output_dir, "ray"))
+    exp_dir = os.path.join(storage, study.label)
+    trainable = tune.with_resources(
+        tune.with_parameters(tune_trial, study=study), {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+    )
+    start = time.time()
+    print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: {study.budget['num_samples']} trials "
+          f"over {sorted(study.space)}; Ray Tune experiment {exp_dir}", file=sys.stderr, flush=True)
+    if tune.Tuner.can_restore(exp_dir):
+        print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: resuming {exp_dir}",
+              file=sys.stderr, flush=True)
+        tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        max_t = max(1, study.max_epochs // max(1, study.eval_step))  # reports per trial
+        if args.scheduler == "asha":
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
+                                      grace_period=min(args.grace_period, max_t), reduction_factor=args.reduction_factor)
+        else:
+            scheduler = FIFOScheduler()
+        tuner = tune.Tuner(
+            trainable,
+            param_space=ray_search_space(study.space),
+            tune_config=tune.TuneConfig(
+                metric=study.score_key, mode=study.mode, num_samples=args.num_samples, scheduler=scheduler,
+                search_alg=BasicVariantGenerator(random_state=args.search_seed),
+            ),
+            run_config=air.RunConfig(
+                name=study.label, storage_path=storage, verbose=0,
+                failure_config=air.FailureConfig(max_failures=args.max_failures),
+                callbacks=[progress_callback(study, position, os.path.abspath(args.output_dir))],
+            ),
+        )
+    tuner.fit()
+
+    trials = ExperimentAnalysis(exp_dir).trials
+    unfinished = [t.trial_id for t in trials if t.status not in ("TERMINATED", "ERROR")]
+    if unfinished or len(trials) < args.num_samples:
+        raise Interrupted(f"{study.entry} on {study.dataset}: {len(trials) - len(unfinished)}/{args.num_samples} "
+                          f"trials finished; run the same command again to resume")
+    return write_tuning(study, trials, args, time.time() - start)
+
+
+def write_tuning(study, trials, args, wall_s):
+    records = []
+    for t in sorted(trials, key=lambda t: t.trial_id):
+        last = t.last_result or {}
+        records.append({
+            "trial_id": t.trial_id,
+            "status": t.status,
+            "params": {k: t.config.get(k) for k in study.space},
+            "valid_score": finite_or_none(last.get(study.score_key)),
+            "epochs": last.get("epoch"),
+            "diverged": bool(last.get("diverged", 0)),
+            "failures": t.num_failures,
+            "error": read_tail(t.error_file) if t.status == "ERROR" else None,
+        })
+    scored = [r for r in records if r["valid_score"] is not None]
+    if not scored:
+        errors = [r["error"] for r in records if r["error"]]
+        raise RuntimeError(f"{study.entry} on {study.dataset}: no trial gave a score" +
+                           (f"; first error:\n{errors[0]}" if errors else ""))
+    sign = 1 if study.mode == "min" else -1
+    best = min(scored, key=lambda r: sign * r["valid_score"])
+    tuning = {
+        "settings": study.settings(),
+        "method": study.entry,
+        "model": study.model,
+        "dataset": study.dataset,
+        "budget": budget(study, args),
+        "resources": {"cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial},
+        "trials_completed": sum(r["status"] == "TERMINATED" for r in records),
+        "trials_errored": sum(r["status"] == "ERROR" for r in records),
+        "trials_diverged": sum(r["diverged"] for r in records),
+        "trial_failures": sum(r["failures"] for r in records),
+        "best": best,
+        "trials": records,
+        "wall_time_s": wall_s,
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+    atomic_write_json(tuning_path(args.output_dir, study), tuning)
+    return tuning
+
+
+def budget(study, args):
+    return {
+        "num_samples": args.num_samples,
+        "search": f"random (Ray Tune BasicVariantGenerator, random_state={args.search_seed})",
+        "scheduler": (f"ASHA (grace_period={args.grace_period}, reduction_factor={args.reduction_factor}, "
+                      f"on the running best valid {study.metric} per epoch)" if args.scheduler == "asha" else "FIFO"),
+        "max_epochs": study.max_epochs,
+        "stopping_step": study.overrides.get("stopping_step"),
+        "selection": f"best valid {study.metric} ({study.mode}) over trials; test not used",
+        "max_failures": args.max_failures,
+    }
+
+
+def tuning_path(output_dir, study):
+    return os.path.join(output_dir, "tuning", f"{study.label}.json")
+
+
+def run_path(output_dir, study, seed):
+    return os.path.join(output_dir, "runs", run_label(study.entry, study.dataset, seed) + ".json")
+
+
+# ---------------------------------------------------------------------------------------
+# Final runs
+
+
+def run_final(studies, tunings, args):
+    """Run every missing (study, seed) with the study's best configuration, in parallel on
+    Ray; write each result as it arrives. Returns the failures."""
+    import ray
+
+    jobs = [(study, seed) for study in studies for seed in range(args.seeds)
+            if not os.path.exists(run_path(args.output_dir, study, seed))]
+    total = len(studies) * args.seeds
+    if not jobs:
+        return []
+    remote = ray.remote(final_run).options(num_cpus=args.cpus_per_trial, num_gpus=args.gpus_per_trial,
+                                            max_retries=args.max_failures)
+    pending = {remote.remote(study, tunings[study.label]["best"]["params"], seed): (study, seed)
+               for study, seed in jobs}
+    done, failures, start = total - len(jobs), [], time.time()
+    print(f"[final runs] {len(jobs)} to run ({done}/{total} stored), {args.seeds} seeds per method",
+          file=sys.stderr, flush=True)
+    while pending:
+        ready, _ = ray.wait(list(pending), num_returns=1)
+        study, seed = pending.pop(ready[0])
+        try:
+            result = ray.get(ready[0])
+        except Exception as err:  # noqa: BLE001 - reported, the other runs go on
+            failures.append(f"{study.entry} on {study.dataset}, seed {seed}: {err}")
+            print(f"[final runs] FAILED {failures[-1]}", file=sys.stderr, flush=True)
+            continue
+        tuning = tunings[study.label]
+        result.update(method=study.entry, study=study.label, tuned_params=tuning["best"]["params"],
+                      tuning_valid_score=tuning["best"]["valid_score"])
+        atomic_write_json(run_path(args.output_dir, study, seed), result)
+        done += 1
+        test = result["test_result"]
+        print(f"[final runs {done}/{total}] {study.entry} on {study.dataset}, seed {seed}: test MAE {test['mae']:.4f}, "
+              f"XAUC {test['xauc']:.4f}; {_fmt_duration(time.time() - start)}", file=sys.stderr, flush=True)
+        atomic_write_json(os.path.join(args.output_dir, "progress.json"), {
+            "phase": "final runs", "runs_done": done, "runs_total": total, "runs_failed": len(failures),
+            "last": {"method": study.entry, "dataset": study.dataset, "seed": seed, "test": test},
+            "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return failures
+
+
+# ---------------------------------------------------------------------------------------
+# Command line
+
+
+def init_ray(args):
+    # Ray Tune's own console tables: off (this harness prints one line per event instead).
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    import ray
+
+    # Trials and tasks import this package: on this machine (and on a cluster that shares
+    # the path) from this checkout; elsewhere it must be installed on the nodes.
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    pythonpath = os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+    runtime_env = {"env_vars": {"PYTHONPATH": pythonpath, "PYTHONWARNINGS": "ignore"}}
+    if args.ray_address:
+        ray.init(address=args.ray_address, runtime_env=runtime_env, logging_level=logging.WARNING)
+    else:
+        ray.init(address="local", num_cpus=args.num_cpus or os.cpu_count(), num_gpus=args.num_gpus,
+                 include_dashboard=False, runtime_env=runtime_env, logging_level=logging.WARNING)
+    resources = ray.cluster_resources()
+    print(f"[ray] {'cluster ' + args.ray_address if args.ray_address else 'local'}: {resources.get('CPU', 0):g} CPUs, "
+          f"{resources.get('GPU', 0):g} GPUs; {args.cpus_per_trial} CPU(s) and {args.gpus_per_trial} GPU(s) per run",
+          file=sys.stderr, flush=True)
+    if resources.get("CPU", 0) < args.cpus_per_trial or resources.get("GPU", 0) < args.gpus_per_trial:
+        raise ValueError(f"a run needs {args.cpus_per_trial} CPUs and {args.gpus_per_trial} GPUs; the cluster has "
+                         f"{resources.get('CPU', 0):g} and {resources.get('GPU', 0):g}")
+
+
+def write_manifest(args, argv, studies):
+    path = os.path.join(args.output_dir, "manifest.json")
+    previous = read_json(path) if os.path.exists(path) else {}
+    methods = list(dict.fromkeys(previous.get("methods", []) + [s.entry for s in studies]))
+    datasets = list(dict.fromkeys(previous.get("datasets", []) + [s.dataset for s in studies]))
+    atomic_write_json(path, {
+        "command": "python -m recbole_lda.tune " + " ".join(shlex.quote(a) for a in argv),
+        "methods": methods, "datasets": datasets, "seeds": args.seeds, "num_samples": args.num_samples,
+        "proposed": args.proposed or previous.get("proposed") or "LDA", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+    })
+
+
+def parser():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)  # --seed=N is a config key, not --seeds
+    p.add_argument("--models", help="comma-separated methods: NAME or NAME[key=value;...]")
+    p.add_argument("--datasets", default="synthetic", help="comma-separated datasets: NAME or NAME[key=value;...]")
+    p.add_argument("--num_samples", type=int, help="trials per method and dataset (the same for every method)")
+    p.add_argument("--seeds", type=int, default=3, help="final runs of each best configuration: seeds 0..S-1")
+    p.add_argument("--output_dir", required=True)
+    p.add_argument("--config_files", default="", help="space-separated YAML files for every run")
+    p.add_argument("--ray_address", default=None, help="HOST:PORT of a running Ray cluster; default: start one here")
+    p.add_argument("--num_cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all cores)")
+    p.add_argument("--num_gpus", type=int, default=None, help="GPUs of the local Ray instance (default: detected)")
+    p.add_argument("--cpus_per_trial", type=int, default=1, help="CPUs per trial and final run (= torch_num_threads)")
+    p.add_argument("--gpus_per_trial", type=float, default=0, help="GPUs per trial and final run")
+    p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
+    p.add_argument("--grace_period", type=int, default=2, help="ASHA: epochs (reports) before a trial can be stopped")
+    p.add_argument("--reduction_factor", type=float, default=3, help="ASHA: keep about 1/this of trials per rung")
+    p.add_argument("--search_seed", type=int, default=0, help="seed of the random search")
+    p.add_argument("--max_failures", type=int, default=2, help="retries of a trial or final run whose worker fails")
+    p.add_argument("--search_spaces", default=SPACE_DIR, help="folder of <MODEL>.yaml search spaces and overall.yaml")
+    p.add_argument("--proposed", default=None,
+                   help="the method compared with the best baseline in the leaderboard (default: LDA, or the stored one)")
+    p.add_argument("--leaderboard_only", action="store_true", help="rebuild the leaderboard from OUTPUT_DIR; no training")
+    return p
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    p = parser()
+    args, rest = p.parse_known_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    from recbole_lda import leaderboard
+
+    if args.leaderboard_only:
+        if rest:
+            p.error(f"--leaderboard_only takes no run keys, got {rest}")
+        print(leaderboard.build(args.output_dir, proposed=args.proposed).markdown)
+        return 0
+    if not args.models or not args.num_samples:
+        p.error("--models and --num_samples are required (or --leaderboard_only)")
+    if args.num_samples < 1 or args.seeds < 1 or args.cpus_per_trial < 1:
+        p.error("--num_samples, --seeds and --cpus_per_trial must be at least 1")
+    try:
+        studies = build_studies(args, rest, args.search_spaces)
+    except (ValueError, FileNotFoundError) as err:
+        p.error(str(err))
+    os.makedirs(args.output_dir, exist_ok=True)
+    start = time.time()
+    for study in studies:
+        prepared = resolve_study(study)
+        study.resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+        study.budget = {"num_samples": args.num_samples, "search_seed": args.search_seed, "scheduler": args.scheduler}
+        if args.scheduler == "asha":
+            study.budget.update(grace_period=args.grace_period, reduction_factor=args.reduction_factor)
+        check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings())
+        logger.info(f"{study.entry} on {study.dataset}: data {prepared.path} ({prepared.meta.get('rows_per_split')}), "
+                    f"search over {sorted(study.space)}")
+    write_manifest(args, argv, studies)
+
+    import ray
+
+    init_ray(args)
+    try:
+        tunings = {}
+        for n, study in enumerate(studies, 1):
+            path = tuning_path(args.output_dir, study)
+            if os.path.exists(path):
+                tunings[study.label] = read_json(path)
+                print(f"[study {n}/{len(studies)}] {study.entry} on {study.dataset}: finished, reading {path}",
+                      file=sys.stderr, flush=True)
+                continue
+            tunings[study.label] = tune_study(study, args, (n, len(studies)))
+            best = tunings[study.label]["best"]
+            print(f"[study {n}/{len(studies)}] {study.entry} on {study.dataset}: done; best valid "
+                  f"{study.metric.upper()} {best['valid_score']:.4f} with {best['params']}", file=sys.stderr, flush=True)
+        failures = run_final(studies, tunings, args)
+    except Interrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr, flush=True)
+        return 130
+    finally:
+        ray.shutdown()
+    board = leaderboard.build(args.output_dir, proposed=args.proposed)
+    print(board.markdown)
+    print(f"wall time {_fmt_duration(time.time() - start)}; leaderboard in {args.output_dir}", file=sys.stderr)
+    if failures:
+        print("final runs that failed (run the command again to retry them):\n  " + "\n  ".join(failures),
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
