@@ -100,3 +100,7 @@ def test_lda_trains_end_to_end_and_beats_the_mean(tmp_path):
     })
     assert results["test_result"]["mae"] < results["reference"]["train_mean"]["test_mae"] - 0.3
     assert (tmp_path / "anchors.png").exists()
+    report = results["model_report"]
+    assert len(report["anchors"]) == len(report["bucket_edges_s"]) - 1 == 8
+    for bucket in report["anchors"]:  # the dead-code guard keeps every anchor in use
+        assert bucket["codes_used"] == 8 and sum(bucket["code_counts"]) == 256

@@ -92,15 +92,26 @@ class SequenceVQVAE(nn.Module):
         last = self.decoder[-1]
         last.bias.copy_((increments + torch.log(-torch.expm1(-increments))).unsqueeze(1))  # softplus^-1
         last.weight.mul_(0.1)
-        self.restart_codes(seqs, torch.ones(self.quantizer.codebook.shape[:2], dtype=torch.bool), generator)
+        z = self.encoder(seqs)  # (D, N, e)
+        pick = torch.randint(z.shape[1], self.quantizer.codebook.shape[:2], generator=generator)  # (D, K)
+        self.quantizer.codebook.data.copy_(torch.gather(z, 1, pick.unsqueeze(-1).expand(-1, -1, z.shape[-1])))
 
     @torch.no_grad()
     def restart_codes(self, seqs, mask, generator=None):
-        """Codes where `mask` (D, K) is True restart at the encodings of random sequences of
-        their bucket (seqs (D, N, n)). Returns how many were restarted."""
+        """Codes where `mask` (D, K) is True restart at the encodings of their bucket's
+        sequences (seqs (D, N, n)) that the current codebook serves worst (farthest from
+        their nearest code), one sequence each: a restarted code then describes data that
+        no other code covers. Returns how many were restarted."""
         z = self.encoder(seqs)  # (D, N, e)
-        pick = torch.randint(z.shape[1], mask.shape, generator=generator)
-        fresh = torch.gather(z, 1, pick.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
+        worst = torch.cdist(z, self.quantizer.codebook).min(dim=-1).values  # (D, N)
+        worst = worst + 1e-6 * torch.rand(worst.shape, generator=generator)  # random order among ties
+        k = min(int(mask.sum(1).max()), z.shape[1])
+        if k == 0:
+            return 0
+        picks = worst.topk(k, dim=1).indices  # (D, k): farthest first
+        rank = (mask.cumsum(dim=1) - 1).clamp(0, k - 1)  # j-th dead code of a bucket takes the j-th pick
+        chosen = torch.gather(picks, 1, rank)  # (D, K)
+        fresh = torch.gather(z, 1, chosen.unsqueeze(-1).expand(-1, -1, z.shape[-1]))
         self.quantizer.codebook.data[mask] = fresh[mask]
         return int(mask.sum())
 
@@ -120,8 +131,9 @@ def train_vqvae(model, seqs, steps, batch_size, lr, reset_every, generator=None)
     """Fit the per-bucket VQ-VAEs to sequences (D, N, n); return one usage report per bucket.
 
     The model starts from the data (`init_from_data`). Every
-    `reset_every` steps, codes that no sequence of the window used restart the same way
-    (dead-code guard), so that every anchor ends up describing some data. The report gives
+    `reset_every` steps, codes that no sequence of the window used restart at the worst-served
+    sequences, and once more at the end for codes that no sequence maps to (dead-code guard),
+    so that every anchor ends up describing some data. The report gives
     the final usage on all N sequences: counts per code, codes used, the perplexity
     exp(H(usage)) (K when usage is uniform), the reconstruction error and the restarts.
     """
@@ -142,6 +154,10 @@ def train_vqvae(model, seqs, steps, batch_size, lr, reset_every, generator=None)
             model.restart_codes(seqs, dead, generator)
             counts.zero_()
     with torch.no_grad():
+        if reset_every:  # last check on all sequences: codes can lose their last sequence late
+            dead = code_usage(model.quantizer.indices(model.encoder(seqs)), num_codes) == 0
+            restarts += dead.sum(1)
+            model.restart_codes(seqs, dead, generator)
         recon, idx, _, _ = model(seqs)
         usage = code_usage(idx, num_codes)
         recon_mse = ((recon - seqs) ** 2).mean(dim=(1, 2))
