@@ -16,6 +16,7 @@ from time import perf_counter
 import numpy as np
 import pandas as pd
 import torch
+from threadpoolctl import threadpool_limits
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
@@ -92,6 +93,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
     if config["torch_num_threads"]:
         torch.set_num_threads(config["torch_num_threads"])
+        threadpool_limits(config["torch_num_threads"])  # numpy's BLAS too (POT's solver on CPU)
     init_seed(config["seed"], config["reproducibility"])
     init_logger(config)
 
