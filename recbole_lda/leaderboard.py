@@ -180,7 +180,7 @@ def to_markdown(table, studies, manifest, proposed):
     seeds = sorted(set(table["seeds"]))
     lines = ["# Leaderboard", "",
              f"Test MAE (seconds, lower is better) and XAUC (higher is better) of each method's best "
-             f"configuration, mean ± std over {'/'.join(map(str, seeds))} seeds; **bold**: best mean per column.", ""]
+             f"configuration, mean ± std over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}; **bold**: best mean per column.", ""]
     header = ["Method"] + [f"{d} {label}" for d in datasets for _, label, _ in BOARD_METRICS]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:

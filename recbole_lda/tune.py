@@ -42,8 +42,8 @@ repository at the same path, or `pip install -e .`) and `data_path` on a shared 
 system. Each trial and final run takes `--cpus_per_trial` CPUs and `--gpus_per_trial` GPUs.
 
 Fault tolerance: a trial whose worker dies (or that raises) is retried up to
-`--max_failures` times; a training that diverges (NaN loss) is a finished trial with the
-worst score, not a failure. An interrupted command (Ctrl+C, a killed driver) resumes when
+`--max_failures` times; a training that diverges (NaN loss) is a finished trial, not a
+failure to retry, and is never selected. An interrupted command (Ctrl+C, a killed driver) resumes when
 run again with the same arguments: Ray Tune restores an unfinished study (finished trials
 are not run again), and finished studies and final runs are read from their files. Every
 file is written through a temporary file and a rename; a finished study or run is never
@@ -96,6 +96,10 @@ os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
 
 class Interrupted(RuntimeError):
     """The command stopped before a study finished; running it again resumes."""
+
+
+class StudyFailed(RuntimeError):
+    """No trial of a study can be selected (every one diverged or errored)."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -493,7 +497,8 @@ def tune_study(study, args, position):
     start = time.time()
     print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: {study.budget['num_samples']} trials "
           f"over {sorted(study.space)}; Ray Tune experiment {exp_dir}", file=sys.stderr, flush=True)
-    if tune.Tuner.can_restore(exp_dir):
+    resumed = tune.Tuner.can_restore(exp_dir)
+    if resumed:
         print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: resuming {exp_dir}",
               file=sys.stderr, flush=True)
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
@@ -524,10 +529,10 @@ def tune_study(study, args, position):
     if unfinished or len(trials) < args.num_samples:
         raise Interrupted(f"{study.entry} on {study.dataset}: {len(trials) - len(unfinished)}/{args.num_samples} "
                           f"trials finished; run the same command again to resume")
-    return write_tuning(study, trials, args, time.time() - start)
+    return write_tuning(study, trials, args, time.time() - start, resumed)
 
 
-def write_tuning(study, trials, args, wall_s):
+def write_tuning(study, trials, args, wall_s, resumed):
     records = []
     for t in sorted(trials, key=lambda t: t.trial_id):
         last = t.last_result or {}
@@ -539,13 +544,18 @@ def write_tuning(study, trials, args, wall_s):
             "epochs": last.get("epoch"),
             "diverged": bool(last.get("diverged", 0)),
             "failures": t.num_failures,
+            "time_s": finite_or_none(last.get("time_total_s")),
             "error": read_tail(t.error_file) if t.status == "ERROR" else None,
         })
-    scored = [r for r in records if r["valid_score"] is not None]
+    # A trial whose training diverged is not selected, even on a score from before: its
+    # final runs would likely diverge too.
+    scored = [r for r in records if r["valid_score"] is not None and not r["diverged"]]
     if not scored:
         errors = [r["error"] for r in records if r["error"]]
-        raise RuntimeError(f"{study.entry} on {study.dataset}: no trial gave a score" +
-                           (f"; first error:\n{errors[0]}" if errors else ""))
+        raise StudyFailed(
+            f"{study.entry} on {study.dataset}: no trial gave a validation score "
+            f"({sum(r['diverged'] for r in records)} diverged, {len(errors)} errored)"
+            + (f"; first error:\n{errors[0]}" if errors else ""))
     sign = 1 if study.mode == "min" else -1
     best = min(scored, key=lambda r: sign * r["valid_score"])
     tuning = {
@@ -561,7 +571,9 @@ def write_tuning(study, trials, args, wall_s):
         "trial_failures": sum(r["failures"] for r in records),
         "best": best,
         "trials": records,
-        "wall_time_s": wall_s,
+        "wall_time_s": wall_s,  # of this command's part (a resumed study ran before too)
+        "resumed": resumed,
+        "trial_time_s": sum(r["time_s"] or 0.0 for r in records),  # training time of all trials, resumes aside
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
     atomic_write_json(tuning_path(args.output_dir, study), tuning)
@@ -722,20 +734,27 @@ def main(argv=None):
         p.error(str(err))
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
-    for study in studies:
-        prepared = resolve_study(study)
-        study.resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
-        study.budget = {"num_samples": args.num_samples, "search_seed": args.search_seed, "scheduler": args.scheduler}
-        if args.scheduler == "asha":
-            study.budget.update(grace_period=args.grace_period, reduction_factor=args.reduction_factor)
-        check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings())
-        logger.info(f"{study.entry} on {study.dataset}: data {prepared.path} ({prepared.meta.get('rows_per_split')}), "
-                    f"search over {sorted(study.space)}")
+    # Before any trial: every dataset prepared, every stored study checked (fail fast).
+    try:
+        for study in studies:
+            prepared = resolve_study(study)
+            study.resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
+            study.budget = {"num_samples": args.num_samples, "search_seed": args.search_seed,
+                            "scheduler": args.scheduler}
+            if args.scheduler == "asha":
+                study.budget.update(grace_period=args.grace_period, reduction_factor=args.reduction_factor)
+            check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings())
+            logger.info(f"{study.entry} on {study.dataset}: data {prepared.path} "
+                        f"({prepared.meta.get('rows_per_split')}), search over {sorted(study.space)}")
+    except (ValueError, FileNotFoundError) as err:  # includes dataset_prep's RawDataMissing and RawDataError
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     write_manifest(args, argv, studies)
 
     import ray
 
     init_ray(args)
+    failures = []
     try:
         tunings = {}
         for n, study in enumerate(studies, 1):
@@ -745,21 +764,27 @@ def main(argv=None):
                 print(f"[study {n}/{len(studies)}] {study.entry} on {study.dataset}: finished, reading {path}",
                       file=sys.stderr, flush=True)
                 continue
-            tunings[study.label] = tune_study(study, args, (n, len(studies)))
+            try:
+                tunings[study.label] = tune_study(study, args, (n, len(studies)))
+            except StudyFailed as err:  # the other studies go on; the leaderboard lacks this one
+                failures.append(str(err))
+                print(f"[study {n}/{len(studies)}] FAILED {err}", file=sys.stderr, flush=True)
+                continue
             best = tunings[study.label]["best"]
             print(f"[study {n}/{len(studies)}] {study.entry} on {study.dataset}: done; best valid "
                   f"{study.metric.upper()} {best['valid_score']:.4f} with {best['params']}", file=sys.stderr, flush=True)
-        failures = run_final(studies, tunings, args)
+        failures += run_final([s for s in studies if s.label in tunings], tunings, args)
     except Interrupted as err:
         print(f"interrupted: {err}", file=sys.stderr, flush=True)
         return 130
     finally:
         ray.shutdown()
-    board = leaderboard.build(args.output_dir, proposed=args.proposed)
-    print(board.markdown)
-    print(f"wall time {_fmt_duration(time.time() - start)}; leaderboard in {args.output_dir}", file=sys.stderr)
+    if any(os.path.exists(run_path(args.output_dir, s, 0)) for s in studies):
+        board = leaderboard.build(args.output_dir, proposed=args.proposed)
+        print(board.markdown)
+    print(f"wall time {_fmt_duration(time.time() - start)}; results in {args.output_dir}", file=sys.stderr)
     if failures:
-        print("final runs that failed (run the command again to retry them):\n  " + "\n  ".join(failures),
+        print("failed (a final run is retried when the command runs again):\n  " + "\n  ".join(failures),
               file=sys.stderr)
         return 1
     return 0
