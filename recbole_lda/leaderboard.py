@@ -164,7 +164,10 @@ def _gain_text(row, metric, latex=False):
     mark = ("$^\\dagger$" if latex else " †") if np.isfinite(p) and p < ALPHA else ""
     name = _tex(base) if latex else base
     pct = f"{row[f'{metric}_improvement_pct']:+.1f}" + ("\\%" if latex else "%")
-    return f"{pct} vs {name} (p={p:.3f}){mark}" if np.isfinite(p) else f"{pct} vs {name} (p n/a)"
+    if not np.isfinite(p):
+        return f"{pct} vs {name} (p n/a)"
+    p_text = ("p$<$0.001" if latex else "p<0.001") if p < 0.001 else f"p={p:.3f}"
+    return f"{pct} vs {name} ({p_text}){mark}"
 
 
 def _grid(table):
@@ -193,7 +196,7 @@ def to_markdown(table, studies, manifest, proposed):
         lines.append(f"| {proposed} vs best baseline | " + " | ".join(cells) + " |")
         lines += ["", f"Improvement: relative to the best baseline of the column (another model's best mean), "
                   f"positive when {proposed} is better. p: two-sided Welch's t-test (unequal variances) on the "
-                  f"per-seed test scores; † marks p < {ALPHA}. Seeds vary initialisation and batch order on a fixed "
+                  f"per-seed test scores; † marks p < {ALPHA} (a difference in the direction of the sign). Seeds vary initialisation and batch order on a fixed "
                   f"split, so the test covers training noise only."]
     lines += ["", "## Budget and selection", "",
               "Every method of a dataset gets the same number of trials; selection uses the validation metric "
