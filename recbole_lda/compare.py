@@ -78,6 +78,10 @@ def summarise(records):
     return table
 
 
+def _ratio(value):
+    return f"{value:.2f}x" if np.isfinite(value) else "n/a (no VR)"
+
+
 def to_markdown(table):
     lines = []
     for dataset, group in table.groupby("dataset", sort=False):
@@ -94,7 +98,7 @@ def to_markdown(table):
         for r in group.itertuples():
             lines.append(
                 f"| {r.model} | {r.seeds} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
-                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {r.epoch_time_vs_VR:.2f}x |"
+                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} |"
             )
         lines.append("")
     return "\n".join(lines)

@@ -347,7 +347,7 @@ def tune_trial(params, study):
     overrides.setdefault("log_dir", workdir)
     try:
         run(study.model, study.dataset, study.config_files or None, dict(params), overrides, saved=False,
-            callback_fn=report)
+            callback_fn=report, evaluate_test=False)
     except ValueError as err:
         if not _is_divergence(err):
             raise

@@ -104,3 +104,19 @@ def test_lda_trains_end_to_end_and_beats_the_mean(tmp_path):
     assert len(report["anchors"]) == len(report["bucket_edges_s"]) - 1 == 8
     for bucket in report["anchors"]:  # the dead-code guard keeps every anchor in use
         assert bucket["codes_used"] == 8 and sum(bucket["code_counts"]) == 256
+
+
+def test_runs_without_test_evaluation_report_no_test_figures(tmp_path):
+    """Tuning trials select on validation only: with evaluate_test=False nothing about the
+    test split is computed or written."""
+    from recbole_lda.quick_start import run
+
+    results = run("VR", "synthetic", config_dict={
+        "synthetic_rows": 5000, "synthetic_users": 100, "synthetic_items": 150, "train_batch_size": 512,
+        "epochs": 1, "show_progress": False, "state": "WARNING", "data_path": str(tmp_path / "data"),
+        "checkpoint_dir": str(tmp_path / "saved"), "log_dir": None,
+        "predictions_file": str(tmp_path / "test.csv"),
+    }, saved=False, evaluate_test=False)
+    assert results["test_result"] == {} and results["reference"] == {}
+    assert results["best_valid_result"]["mae"] > 0
+    assert not (tmp_path / "test.csv").exists()

@@ -88,7 +88,7 @@ def test_balanced_input_with_constant_cost_has_closed_form_plan():
     a = torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64)
     b = torch.tensor([0.5, 0.25, 0.25], dtype=torch.float64)
     c, eps, rho = 0.7, 0.1, 0.5
-    plan = unbalanced_plan(torch.full((4, 3), c), a, b, eps, rho, max_iter=2000, stop_threshold=1e-12)
+    plan = unbalanced_plan(torch.full((4, 3), c), a, b, eps, rho, max_iter=2000, stop_threshold=1e-12, dtype=torch.float64)
     s = math.exp(-c / (eps + 2 * rho))
     assert torch.allclose(plan, s * a[:, None] * b[None, :], atol=1e-9)
     assert torch.allclose(plan.sum(1), s * a, atol=1e-9) and torch.allclose(plan.sum(0), s * b, atol=1e-9)
@@ -98,8 +98,23 @@ def test_large_marginal_penalty_gives_balanced_marginals():
     gen = torch.Generator().manual_seed(0)
     cost = torch.rand(6, 4, generator=gen)
     a, b = torch.full((6,), 1 / 6, dtype=torch.float64), torch.full((4,), 1 / 4, dtype=torch.float64)
-    plan = unbalanced_plan(cost, a, b, reg=0.1, reg_m=1e5, max_iter=5000, stop_threshold=1e-12)
+    plan = unbalanced_plan(cost, a, b, reg=0.1, reg_m=1e5, max_iter=5000, stop_threshold=1e-12, dtype=torch.float64)
     assert torch.allclose(plan.sum(1), a, atol=1e-4) and torch.allclose(plan.sum(0), b, atol=1e-4)
+
+
+def test_float32_solve_matches_float64_and_small_eps_switches_to_float64():
+    gen = torch.Generator().manual_seed(2)
+    cost = torch.rand(256, 16, generator=gen) * 2
+    a, b = torch.full((256,), 1 / 256), torch.full((16,), 1 / 16)
+    auto = unbalanced_plan(cost, a, b, reg=0.05, reg_m=1.0, max_iter=20, stop_threshold=1e-6)
+    exact = unbalanced_plan(cost, a, b, reg=0.05, reg_m=1.0, max_iter=20, stop_threshold=1e-6, dtype=torch.float64)
+    assert auto.dtype == torch.float32  # max cost / eps = 40: float32 is safe
+    rows = lambda p: p.double() / p.double().sum(1, keepdim=True)  # noqa: E731
+    assert torch.allclose(rows(auto), rows(exact), atol=1e-5)
+    # eps 0.01: exp(-2 / 0.01) underflows float32, so the solve runs in float64 and every
+    # row keeps mass on its cheapest anchor.
+    sharp = unbalanced_plan(cost, a, b, reg=0.01, reg_m=1.0, max_iter=20, stop_threshold=1e-6)
+    assert sharp.dtype == torch.float64 and (sharp.sum(1) > 0).all() and not torch.isnan(sharp).any()
 
 
 def test_plan_prefers_cheap_pairs():

@@ -21,26 +21,39 @@ mu_2 gives each bucket's anchors the bucket's share of the batch, split evenly.
 import ot
 import torch
 
-# Added to off-scope costs: exp(-(C + OFF_SCOPE) / eps) is exactly 0 in float64 for eps <= 1.
+# Added to off-scope costs: exp(-(C + OFF_SCOPE) / eps) is exactly 0 for eps <= 1.
 OFF_SCOPE = 1e4
+# float32 holds exp(-x) down to x = 87 (smallest normal 1.2e-38); beyond a margin of that,
+# in-scope kernel entries could underflow to 0 and the solve runs in float64.
+FLOAT32_MAX_EXPONENT = 80.0
 
 
-def unbalanced_plan(cost, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold):
-    """Q* of the problem above with POT's Sinkhorn-Knopp solver, in float64.
+def unbalanced_plan(cost, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold, max_cost=None, dtype=None):
+    """Q* of the problem above with POT's Sinkhorn-Knopp solver.
 
     On a GPU, POT runs on the torch tensors themselves. On the CPU we hand it numpy arrays:
     same solver, same numbers, but POT's per-iteration overhead is several times smaller
     with its numpy backend than with its torch backend at batch sizes like ours (measured
     about 6x for 2048 x 64). No gradient is needed: the plan is a fixed pseudo-label.
 
+    Precision: float32 when every cost that matters (`max_cost`, default the largest entry)
+    keeps exp(-cost / reg) a normal float32 (cost / reg <= 80), else float64. For
+    2048 x 64 at reg 0.05, float32 is about 2x faster on the CPU and the row-normalised
+    plan differs from float64's by under 1e-6.
+
     Args:
         cost: (B, A) tensor.
         row_mass: (B,) mu_1, positive.
         col_mass: (A,) mu_2, positive.
+        max_cost: largest in-scope cost (entries above it are meant to vanish).
+        dtype: force a precision (torch.float32 or torch.float64) instead of choosing.
     Returns:
-        (B, A) float64 tensor on cost's device.
+        (B, A) tensor of that precision on cost's device.
     """
-    args = [row_mass.double(), col_mass.double(), cost.double()]
+    if dtype is None:
+        max_cost = float(cost.max()) if max_cost is None else float(max_cost)
+        dtype = torch.float32 if max_cost / reg <= FLOAT32_MAX_EXPONENT else torch.float64
+    args = [row_mass.to(dtype), col_mass.to(dtype), cost.to(dtype)]
     on_cpu = cost.device.type == "cpu"
     if on_cpu:
         args = [x.numpy() for x in args]
@@ -66,8 +79,10 @@ def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, m
     cols = torch.nonzero(torch.isin(anchor_bucket, present)).flatten()  # anchors with mass
     c = cost[:, cols].double()
     row_mass = torch.full((batch,), 1.0 / batch, dtype=torch.float64, device=cost.device)
+    max_cost = c.max()
     if scope == "bucket":
         in_scope = instance_bucket[:, None] == anchor_bucket[cols][None, :]
+        max_cost = c[in_scope].max()
         c = torch.where(in_scope, c, c + OFF_SCOPE)
         share = torch.bincount(instance_bucket, minlength=int(anchor_bucket.max()) + 1).double() / batch
         per_bucket = torch.bincount(anchor_bucket[cols], minlength=len(share)).double()
@@ -76,7 +91,7 @@ def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, m
         col_mass = torch.full((len(cols),), 1.0 / len(cols), dtype=torch.float64, device=cost.device)
     else:
         raise ValueError(f"anchor_scope must be bucket or all, got {scope!r}")
-    plan = unbalanced_plan(c, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold)
+    plan = unbalanced_plan(c, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold, max_cost).double()
     plan = plan / plan.sum(dim=1, keepdim=True).clamp_min(1e-300)
     targets = torch.zeros_like(cost)
     targets[:, cols] = plan.float()
