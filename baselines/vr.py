@@ -7,7 +7,6 @@ the squared error; `regression_loss` also offers the absolute error and the Hube
 so that methods can be compared at equal loss (a loss change alone moves MAE a lot).
 """
 
-import torch
 import torch.nn as nn
 import torch.nn.functional as F
 

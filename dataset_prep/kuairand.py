@@ -63,17 +63,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from dataset_prep import kuairec  # its user_features.csv reader: KuaiRand's file has the same columns
-from dataset_prep.common import (
-    RawDataError,
-    RawDataMissing,
-    RowFilter,
-    Tables,
-    bool_option,
-    bound_options,
-    check_yyyymmdd,
-    drop_by_options,
-    read_csv,
-)
+from dataset_prep.common import RawDataError, RawDataMissing, Tables
+from dataset_prep.raw import RowFilter, bool_option, bound_options, check_yyyymmdd, drop_by_options, read_csv
 
 logger = logging.getLogger(__name__)
 

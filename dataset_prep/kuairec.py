@@ -46,7 +46,8 @@ import re
 import numpy as np
 import pandas as pd
 
-from dataset_prep.common import RawDataError, RawDataMissing, Tables, config_get, read_csv, require
+from dataset_prep.common import RawDataError, RawDataMissing, Tables, config_get, require
+from dataset_prep.raw import read_csv
 
 logger = logging.getLogger(__name__)
 

@@ -54,17 +54,8 @@ import os
 import numpy as np
 import pandas as pd
 
-from dataset_prep.common import (
-    RawDataError,
-    RawDataMissing,
-    RowFilter,
-    Tables,
-    bool_option,
-    bound_options,
-    config_get,
-    drop_by_options,
-    read_csv,
-)
+from dataset_prep.common import RawDataError, RawDataMissing, Tables, config_get
+from dataset_prep.raw import RowFilter, bool_option, bound_options, drop_by_options, read_csv
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,6 @@ from scipy import stats
 
 from recbole_lda import leaderboard
 from recbole_lda.tune import (
-    SPACE_DIR,
     build_studies,
     parse_command_overrides,
     parse_distribution,

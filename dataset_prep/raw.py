@@ -1,0 +1,216 @@
+"""Reading the raw CSV files of every converter, with clear errors and counted repairs.
+
+`read_csv` reads the listed columns with pyarrow and turns every problem (missing file
+or column, wrong delimiter, non-numeric value, truncated last line) into a RawDataError
+naming the file, the column and the line. `RowFilter` and `drop_by_options` apply a
+converter's documented repairs (duplicates, impossible play times or durations,
+duration ranges) and count the rows each rule drops, for the log and `meta.json`.
+"""
+
+import csv
+import logging
+import re
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+from dataset_prep.common import RawDataError, config_get, require
+
+logger = logging.getLogger(__name__)
+
+
+_ARROW_TYPES = {"int": pa.int64(), "float": pa.float64(), "str": pa.string()}
+
+
+def read_csv(path, columns, required=(), optional=None):
+    """Read the named columns of a headered, comma-separated file with pyarrow.
+
+    Args:
+        path (str): the CSV file.
+        columns (dict[str, str]): column -> "int", "float" or "str"; other columns are skipped.
+        required (iterable[str]): columns that must have no missing value.
+        optional (dict[str, str]): columns read only when the header has them (same types).
+
+    Returns:
+        pyarrow.Table with the columns in the given order (then the optional ones present).
+
+    Raises:
+        RawDataError naming the file, column, line and expectation for: an empty file,
+        a header without rows, a header separated by something else than commas, a missing
+        column, a row with the wrong number of fields (e.g. a truncated last line), a value
+        that is not of the column's type, or a missing value in a required column. Lines
+        count from 1 = the header.
+    """
+    with open(path, "r", encoding="utf-8-sig", newline="") as f:
+        first = f.readline()
+    if not first.strip():
+        raise RawDataError(f"{path}: the file is empty (expected a header line and rows)")
+    header = [c.strip() for c in next(csv.reader([first]))]
+    wanted = dict(columns) | {c: t for c, t in (optional or {}).items() if c in header and c not in columns}
+    if len(header) == 1 and len(wanted) > 1:
+        for sep, name in (("\t", "tabs"), (";", "semicolons"), ("|", "vertical bars"), (" ", "spaces")):
+            if sep in first.strip():
+                raise RawDataError(
+                    f"{path}: the header is separated by {name}, expected commas "
+                    f"(a comma-separated file with a header line): {first.strip()[:200]!r}"
+                )
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise RawDataError(f"{path}: missing column(s) {missing}; the header has {header}")
+    columns = wanted
+
+    bad_rows = []
+
+    def on_bad_row(row):
+        bad_rows.append(row)
+        return "skip"
+
+    try:
+        table = pcsv.read_csv(
+            path,
+            parse_options=pcsv.ParseOptions(invalid_row_handler=on_bad_row),
+            convert_options=pcsv.ConvertOptions(
+                include_columns=list(columns), column_types={c: _ARROW_TYPES[t] for c, t in columns.items()}
+            ),
+        )
+    except pa.ArrowInvalid as e:
+        m = re.search(r"CSV column #(\d+)", str(e))
+        if not m:
+            raise RawDataError(f"{path}: cannot be parsed as CSV: {e}") from e
+        column = header[int(m.group(1))]
+        line, value = _first_bad_value(path, column, columns[column])
+        raise RawDataError(
+            f"{path}: column {column!r}, line {line}: expected {'an integer' if columns[column] == 'int' else 'a number'}, "
+            f"got {value!r}"
+        ) from e
+    if bad_rows:
+        line = _bad_row_line(path)
+        row = bad_rows[0]
+        raise RawDataError(
+            f"{path}: line {line} has {row.actual_columns} field(s), expected {row.expected_columns} "
+            f"(a truncated or corrupt file? re-extract it): {row.text[:200]!r}"
+        )
+    if table.num_rows == 0:
+        raise RawDataError(f"{path}: the file has a header but no data rows")
+    for c in required:
+        col = table.column(c)
+        if col.null_count:
+            first_null = pc.index(pc.is_null(col), True).as_py()
+            raise RawDataError(
+                f"{path}: column {c!r}, line {first_null + 2}: missing value "
+                f"({col.null_count} missing in all); this column is required"
+            )
+    return table
+
+
+def _first_bad_value(path, column, kind):
+    """(line, value) of the first value of `column` that does not parse as `kind`."""
+    values = pcsv.read_csv(
+        path, convert_options=pcsv.ConvertOptions(include_columns=[column], column_types={column: pa.string()})
+    ).column(0)
+    s = values.to_pandas()
+    present = s.notna() & ~s.str.strip().isin(pcsv.ConvertOptions().null_values)  # what pyarrow reads as missing
+    if kind == "int":
+        ok = s.str.fullmatch(r"\s*[+-]?\d+\s*").fillna(False).astype(bool)
+    else:
+        ok = pd.to_numeric(s, errors="coerce").notna()
+    bad = np.flatnonzero((present & ~ok).to_numpy())
+    if len(bad) == 0:
+        return "?", None
+    return int(bad[0]) + 2, s.iloc[bad[0]]
+
+
+def _bad_row_line(path):
+    """Line number of the first row with a wrong field count (single-threaded pass)."""
+    lines = []
+
+    def record(row):
+        lines.append(row.number)
+        return "skip"
+
+    pcsv.read_csv(
+        path,
+        read_options=pcsv.ReadOptions(use_threads=False),
+        parse_options=pcsv.ParseOptions(invalid_row_handler=record),
+    )
+    return lines[0] if lines else "?"
+
+
+class RowFilter:
+    """Rules that drop rows of a raw table, applied in order, each logged with its count.
+
+    keep: boolean mask of the rows still kept. dropped: rule -> rows that rule dropped
+    (rows an earlier rule dropped are not counted again), as Tables.rows_dropped wants it.
+    """
+
+    def __init__(self, n, source):
+        self.keep = np.ones(n, dtype=bool)
+        self.dropped = {}
+        self.n = n
+        self.source = source
+
+    def drop(self, rule, mask):
+        """Drop the kept rows where `mask` is true, recording them under `rule`."""
+        mask = np.asarray(mask, dtype=bool) & self.keep
+        count = int(mask.sum())
+        self.dropped[rule] = count
+        self.keep[mask] = False
+        logger.info(f"{self.source}: rule '{rule}' dropped {count:,} of {self.n:,} rows")
+
+
+def bool_option(config, key):
+    """config[key], which must be True or False."""
+    value = require(config, key)
+    if not isinstance(value, bool):
+        raise ValueError(f"{key} must be True or False, got {value!r}")
+    return value
+
+
+def bound_options(config):
+    """min_duration, max_duration (seconds) and max_watch_ratio: non-negative numbers or None (off)."""
+    options = {}
+    for key in ("min_duration", "max_duration", "max_watch_ratio"):
+        value = config_get(config, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+            raise ValueError(f"{key} must be a non-negative number or ~ (off), got {value!r}")
+        options[key] = None if value is None else float(value)
+    if None not in (options["min_duration"], options["max_duration"]) and options["min_duration"] > options["max_duration"]:
+        raise ValueError(f"min_duration {options['min_duration']} exceeds max_duration {options['max_duration']}")
+    return options
+
+
+def drop_by_options(rows, play_s, duration_s, options, zero_play_rule):
+    """The optional rules shared by the converters, in this order: `drop_zero_play`
+    (no watch time), `min_duration` / `max_duration` and `max_watch_ratio`.
+
+    Args:
+        rows (RowFilter): the filter to apply them to.
+        play_s, duration_s (ndarray): watch time and video duration in seconds;
+            `duration_s` is positive on every kept row.
+        options (dict): drop_zero_play (bool) and the bound_options.
+        zero_play_rule (str): the name of the zero-play rule (e.g. "play_time_ms == 0").
+    """
+    if options["drop_zero_play"]:
+        rows.drop(zero_play_rule, play_s == 0)
+    if options["min_duration"] is not None:
+        rows.drop(f"duration < {options['min_duration']} s", duration_s < options["min_duration"])
+    if options["max_duration"] is not None:
+        rows.drop(f"duration > {options['max_duration']} s", duration_s > options["max_duration"])
+    if options["max_watch_ratio"] is not None:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rows.drop(f"watch ratio > {options['max_watch_ratio']}", play_s / duration_s > options["max_watch_ratio"])
+
+
+def check_yyyymmdd(values, path, column):
+    """RawDataError at the first value that is not a YYYYMMDD date (an integer in 1900..2999)."""
+    values = np.asarray(values)
+    day, month = values % 100, values // 100 % 100
+    bad = (values < 19000101) | (values > 29991231) | (day < 1) | (day > 31) | (month < 1) | (month > 12)
+    if values.dtype.kind == "f":
+        bad |= values % 1 != 0
+    if bad.any():
+        row = int(np.flatnonzero(bad)[0])
+        raise RawDataError(f"{path}: column {column!r}, line {row + 2}: expected a YYYYMMDD date, got {values[row]!r}")
