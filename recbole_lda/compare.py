@@ -157,7 +157,7 @@ def main(argv=None):
     atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table))
     atomic_write_text(
         os.path.join(args.output_dir, "summary.json"),
-        json.dumps({"command": sys.argv, "runs": records, "summary": table.to_dict("records")}, indent=2, default=str),
+        json.dumps({"command": ["python", "-m", "recbole_lda.compare", *sys.argv[1:]], "runs": records, "summary": table.to_dict("records")}, indent=2, default=str),
     )
     print(to_markdown(table))
 
