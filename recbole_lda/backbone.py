@@ -110,6 +110,10 @@ class WatchTimeRecommender(AbstractRecommender):
         results file (JSON-able); none by default."""
         return {}
 
+    def split_report(self, data_loader):
+        """Diagnostics of the trained model on an evaluation split (JSON-able); none by default."""
+        return {}
+
     def train_labels(self, dataset):
         """Training-split labels (watch time, seconds) and durations (seconds), float64."""
         return training_values(dataset, self.LABEL), training_values(dataset, self.DURATION)

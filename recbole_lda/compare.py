@@ -10,7 +10,8 @@ each dataset once: rows are labelled by its name). Every run goes through `recbo
 and writes its results JSON under OUTPUT_DIR/runs/; runs already there are reused, so an
 interrupted comparison resumes. Trailing `--key=value` pairs apply to every run. Written:
 OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
-the training time per epoch relative to VR's on the same dataset) and summary.json.
+the training time per epoch relative to VR's on the same dataset, and for LDA the mean
+effective number of anchors exp(entropy of beta) on test) and summary.json.
 No tuning happens here: for tuned comparisons use `python -m recbole_lda.tune`.
 """
 
@@ -69,6 +70,7 @@ def summarise(records):
         row["epochs_mean"] = group["epochs"].mean()
         row["train_mean_mae"] = group["train_mean_mae"].mean()
         row["oracle_mae"] = group["oracle_mae"].mean()
+        row["beta_effective_anchors"] = group["beta_effective_anchors"].mean()
         rows.append(row)
     table = pd.DataFrame(rows)
     vr_time = table[table["model"] == "VR"].set_index("dataset")["epoch_s_mean"]
@@ -82,6 +84,10 @@ def _ratio(value):
     return f"{value:.2f}x" if np.isfinite(value) else "n/a (no VR)"
 
 
+def _anchors(value):
+    return f"{value:.2f}" if np.isfinite(value) else "-"
+
+
 def to_markdown(table):
     lines = []
     for dataset, group in table.groupby("dataset", sort=False):
@@ -93,12 +99,13 @@ def to_markdown(table):
             + (f"; best achievable (true conditional median): {ref.oracle_mae:.4f}" if np.isfinite(ref.oracle_mae) else "")
         )
         lines.append("")
-        lines.append("| model | seeds | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR |")
-        lines.append("|---|---|---|---|---|---|---|---|")
+        lines.append("| model | seeds | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR | beta eff. anchors |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
         for r in group.itertuples():
             lines.append(
                 f"| {r.model} | {r.seeds} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
-                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} |"
+                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} "
+                f"| {_anchors(r.beta_effective_anchors)} |"
             )
         lines.append("")
     return "\n".join(lines)
@@ -150,6 +157,8 @@ def main(argv=None):
                 "epochs": result["epochs_run"],
                 "train_mean_mae": result["reference"]["train_mean"]["test_mae"],
                 "oracle_mae": result["reference"].get("oracle_median", {}).get("test_mae", np.nan),
+                # LDA: mean effective number of anchors exp(entropy of beta) on test
+                "beta_effective_anchors": result.get("test_report", {}).get("beta_effective_anchors", np.nan),
             }
         )
     table = summarise(records)

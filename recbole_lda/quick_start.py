@@ -128,7 +128,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     )
     timings["fit_s"] = perf_counter() - mark
     logger.info(f"best valid: {dict(best_valid_result or {})}")
-    test_result, test_frame, reference = {}, None, {}
+    test_result, test_frame, reference, test_report = {}, None, {}, {}
     if evaluate_test:
         mark = perf_counter()
         test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
@@ -136,6 +136,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         logger.info(f"test: {dict(test_result)}")
         test_frame = predict_split(net, test_data)
         reference = reference_scores(config, train_data._dataset, test_frame)
+        test_report = net.split_report(test_data)
     epoch_times = trainer.epoch_times
     n_train = len(train_data._dataset)
     results = {
@@ -153,6 +154,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,
         "timings_s": timings,
         "model_report": net.report(),
+        "test_report": test_report,
         "peak_memory_mb": peak_memory_mb(),
         "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
         "total_time_s": perf_counter() - start,

@@ -104,6 +104,11 @@ def test_lda_trains_end_to_end_and_beats_the_mean(tmp_path):
     assert len(report["anchors"]) == len(report["bucket_edges_s"]) - 1 == 8
     for bucket in report["anchors"]:  # the dead-code guard keeps every anchor in use
         assert bucket["codes_used"] == 8 and sum(bucket["code_counts"]) == 256
+    beta = results["test_report"]  # beta over the 8 anchors of each row's bucket
+    assert beta["anchors_in_scope"] == 8
+    assert 1.0 <= beta["beta_effective_anchors"] <= 8.0 + 1e-9
+    assert 0.0 <= beta["beta_entropy"] <= np.log(8) + 1e-9
+    assert 1 / 8 <= beta["beta_max_mean"] <= 1.0 and 0.0 <= beta["beta_max_over_0.9"] <= 1.0
 
 
 def test_runs_without_test_evaluation_report_no_test_figures(tmp_path):

@@ -231,3 +231,24 @@ def test_label_cost_favours_the_anchor_that_explains_the_label(toy_root):
     assert cost[0].argmin() == 1 and cost[1].argmin() == 2 and cost[0, 1] == 0
     assert (cost[:, 3:] == 2.0).all()  # other bucket: out of scope, capped
     assert ((cost >= 0) & (cost <= 2.0)).all()
+
+
+@pytest.mark.parametrize("scope", ["bucket", "all"])
+def test_split_report_measures_how_concentrated_beta_is(toy_root, scope):
+    """A huge temperature makes beta uniform over the anchors in scope (entropy log K, K
+    effective anchors); a tiny one makes it one-hot (1 effective anchor)."""
+    _, _, _, test, model = build("LDA", toy_root, vq_steps=5, num_buckets=3, num_anchors=4, num_sequences=32,
+                                 anchor_scope=scope)
+    in_scope = 4 if scope == "bucket" else 12
+    with torch.no_grad():  # distinct anchors (a short VQ-VAE run may leave equal ones, which tie)
+        model.anchor_quantiles.copy_(torch.rand(model.anchor_quantiles.shape, generator=torch.Generator().manual_seed(0)))
+    model.temperature = 1e6
+    flat = model.split_report(test)
+    assert flat["anchors_in_scope"] == in_scope
+    assert flat["beta_entropy"] == pytest.approx(np.log(in_scope), abs=1e-4)
+    assert flat["beta_effective_anchors"] == pytest.approx(in_scope, abs=1e-3)
+    assert flat["beta_max_mean"] == pytest.approx(1 / in_scope, abs=1e-5) and flat["beta_max_over_0.9"] == 0.0
+    model.temperature = 1e-5
+    sharp = model.split_report(test)
+    assert sharp["beta_effective_anchors"] == pytest.approx(1.0, abs=1e-3)
+    assert sharp["beta_max_over_0.9"] == 1.0

@@ -131,6 +131,28 @@ class LDA(WatchTimeRecommender):
         """Buckets and per-bucket codebook usage, for the results file."""
         return {"bucket_edges_s": self.bucket_edges.tolist(), "anchors": self.anchor_reports}
 
+    @torch.no_grad()
+    def split_report(self, data_loader):
+        """How concentrated beta is on a split: mean entropy (nats), mean effective number of
+        anchors exp(entropy) out of the anchors in scope, mean largest weight, and the share
+        of rows whose largest weight exceeds 0.9 (a row that sees one anchor only)."""
+        self.eval()
+        entropy, top = [], []
+        for batch in data_loader:
+            interaction = (batch[0] if isinstance(batch, tuple) else batch).to(self.device)
+            log_beta = self.forward(interaction)[2]
+            beta = log_beta.exp()
+            entropy.append(-torch.where(beta > 0, beta * log_beta, torch.zeros_like(beta)).sum(1).cpu())
+            top.append(beta.max(1).values.cpu())
+        entropy, top = torch.cat(entropy).double(), torch.cat(top).double()
+        return {
+            "beta_entropy": float(entropy.mean()),
+            "beta_effective_anchors": float(entropy.exp().mean()),
+            "anchors_in_scope": self.num_anchors if self.scope == "bucket" else self.num_anchors * self.num_buckets,
+            "beta_max_mean": float(top.mean()),
+            "beta_max_over_0.9": float((top > 0.9).double().mean()),
+        }
+
     def anchor_table(self):
         """Current anchors (D*K, n) in log(1 + ratio) space (decoded codebooks when joint)."""
         anchors = self.vqvae.anchors() if self.joint else self.anchor_quantiles

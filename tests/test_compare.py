@@ -1,0 +1,67 @@
+"""recbole_lda.compare: entry parsing, the summary table's statistics, resuming."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recbole_lda.compare import main, parse_entry, split_entries, summarise, to_markdown
+
+
+def test_entries_parse_with_nested_brackets():
+    assert split_entries("VR, LDA[lambda_ot=0;ot_reg=0.1],kuairand[split_dates=[20220416,20220417]]") == [
+        "VR", "LDA[lambda_ot=0;ot_reg=0.1]", "kuairand[split_dates=[20220416,20220417]]"]
+    assert parse_entry("LDA[lambda_ot=0; ot_reg=0.1]") == ("LDA", {"lambda_ot": "0", "ot_reg": "0.1"})
+    assert parse_entry("kuairand[split_dates=[1,2]]") == ("kuairand", {"split_dates": "[1,2]"})
+    with pytest.raises(ValueError, match="bad override"):
+        parse_entry("LDA[lambda_ot]")
+    with pytest.raises(ValueError, match="bad model entry"):
+        parse_entry("LDA lambda")
+
+
+def _record(entry, seed, mae, xauc, epoch_s, beta=np.nan, dataset="d"):
+    return {"dataset": dataset, "entry": entry, "seed": seed, "mae": mae, "xauc": xauc, "xgauc": 0.5, "rmse": 1.0,
+            "epoch_s": epoch_s, "epochs": 3, "train_mean_mae": 9.0, "oracle_mae": np.nan, "beta_effective_anchors": beta}
+
+
+def test_summary_mean_std_and_time_relative_to_vr():
+    table = summarise([
+        _record("VR", 0, 6.0, 0.60, 2.0), _record("VR", 1, 7.0, 0.70, 4.0),
+        _record("LDA", 0, 5.0, 0.75, 3.0, beta=2.0), _record("LDA", 1, 5.5, 0.65, 6.0, beta=3.0),
+        _record("D2Q", 0, 4.0, 0.8, 1.0, dataset="e"),
+    ]).set_index(["dataset", "model"])
+    assert table.loc[("d", "VR"), "mae_mean"] == 6.5
+    assert table.loc[("d", "VR"), "mae_std"] == pytest.approx(np.std([6.0, 7.0], ddof=1))
+    assert table.loc[("d", "LDA"), "xauc_std"] == pytest.approx(np.std([0.75, 0.65], ddof=1))
+    assert table.loc[("d", "LDA"), "epoch_time_vs_VR"] == pytest.approx(4.5 / 3.0)
+    assert table.loc[("d", "LDA"), "beta_effective_anchors"] == 2.5
+    assert np.isnan(table.loc[("e", "D2Q"), "epoch_time_vs_VR"])  # no VR on that dataset
+    assert table.loc[("e", "D2Q"), "mae_std"] == 0.0  # one seed
+    text = to_markdown(table.reset_index())
+    assert "| LDA | 2 | 5.2500 ± 0.3536 | 0.7000 ± 0.0707 |" in text
+    assert "| 1.50x | 2.50 |" in text and "n/a (no VR) | - |" in text
+
+
+def test_compare_runs_summarises_and_resumes(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = ["--models=VR,VR[regression_loss=l1]", "--datasets=synthetic", "--seeds=2", f"--output_dir={out}",
+            "--synthetic_rows=6000", "--synthetic_users=80", "--synthetic_items=120", "--epochs=2",
+            f"--data_path={tmp_path / 'data'}", f"--checkpoint_dir={tmp_path / 'saved'}", "--log_dir=None",
+            "--state=WARNING", "--train_batch_size=512"]
+    main(args)
+    runs = sorted((out / "runs").glob("*.json"))
+    assert [p.name for p in runs] == ["VR__synthetic__seed0.json", "VR__synthetic__seed1.json",
+                                      "VR_regression_loss=l1___synthetic__seed0.json",
+                                      "VR_regression_loss=l1___synthetic__seed1.json"]
+    summary = pd.read_csv(out / "summary.csv").set_index("model")
+    for entry, prefix in (("VR", "VR__"), ("VR[regression_loss=l1]", "VR_regression_loss=l1___")):
+        maes = [json.loads(p.read_text())["test_result"]["mae"] for p in runs if p.name.startswith(prefix)]
+        assert summary.loc[entry, "mae_mean"] == pytest.approx(np.mean(maes))
+        assert summary.loc[entry, "mae_std"] == pytest.approx(np.std(maes, ddof=1))
+    stamps = [p.stat().st_mtime_ns for p in runs]
+    capsys.readouterr()
+    main(args)  # everything is stored: nothing is trained again
+    assert capsys.readouterr().err.count("reusing") == 4
+    assert [p.stat().st_mtime_ns for p in runs] == stamps
+    assert json.loads((out / "summary.json").read_text())["command"][:3] == ["python", "-m", "recbole_lda.compare"]
