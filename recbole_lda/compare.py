@@ -58,6 +58,23 @@ def run_label(entry, dataset, seed):
     return re.sub(r"[^\w.=-]+", "_", f"{entry.strip()}__{dataset}__seed{seed}")
 
 
+def run_record(result, dataset, entry, seed):
+    """The figures of one run (a quick_start.run results dict) that a summary table uses."""
+    test, reference = result["test_result"], result["reference"]
+    return {
+        "dataset": dataset,
+        "entry": entry,
+        "seed": seed,
+        **{m: test.get(m, np.nan) for m in METRICS},
+        "epoch_s": result.get("train_time_per_epoch_s"),
+        "epochs": result.get("epochs_run"),
+        "train_mean_mae": reference["train_mean"]["test_mae"],
+        "oracle_mae": reference.get("oracle_median", {}).get("test_mae", np.nan),
+        # LDA: mean effective number of anchors exp(entropy of beta) on test
+        "beta_effective_anchors": result.get("test_report", {}).get("beta_effective_anchors", np.nan),
+    }
+
+
 def summarise(records):
     """One row per (dataset, entry): mean and std over seeds, and time relative to VR."""
     frame = pd.DataFrame(records)
@@ -146,21 +163,7 @@ def main(argv=None):
             cmd = {**common, **overrides, "seed": str(seed), "show_progress": common.get("show_progress", "False")}
             result = run(model, dataset, cmd_overrides=cmd)
             atomic_write_text(path, json.dumps(result, indent=2, default=str))
-        test = result["test_result"]
-        records.append(
-            {
-                "dataset": dataset,
-                "entry": entry.strip(),
-                "seed": seed,
-                **{m: test.get(m, np.nan) for m in METRICS},
-                "epoch_s": result["train_time_per_epoch_s"],
-                "epochs": result["epochs_run"],
-                "train_mean_mae": result["reference"]["train_mean"]["test_mae"],
-                "oracle_mae": result["reference"].get("oracle_median", {}).get("test_mae", np.nan),
-                # LDA: mean effective number of anchors exp(entropy of beta) on test
-                "beta_effective_anchors": result.get("test_report", {}).get("beta_effective_anchors", np.nan),
-            }
-        )
+        records.append(run_record(result, dataset, entry.strip(), seed))
     table = summarise(records)
     table.to_csv(os.path.join(args.output_dir, "summary.csv"), index=False)
     atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table))

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recbole_lda.compare import parse_entry, run_label, summarise
+from recbole_lda.compare import parse_entry, run_label, run_record, summarise
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +78,7 @@ def collect(output_dir):
             if run.get("tuned_params") != study["best"]["params"]:
                 logger.warning(f"{path}: not made with the study's best configuration; left out")
                 continue
-            test, ref = run["test_result"], run["reference"]
-            records.append({
-                "dataset": study["dataset"], "entry": study["method"], "seed": int(match.group(1)),
-                **{m: test.get(m, np.nan) for m in ("mae", "xauc", "xgauc", "rmse")},
-                "epoch_s": run.get("train_time_per_epoch_s"), "epochs": run.get("epochs_run"),
-                "train_mean_mae": ref["train_mean"]["test_mae"],
-                "oracle_mae": ref.get("oracle_median", {}).get("test_mae", np.nan),
-            })
+            records.append(run_record(run, study["dataset"], study["method"], int(match.group(1))))
     return studies, records, manifest
 
 

@@ -1,4 +1,4 @@
-"""The tuning harness (recbole_lda.tune) and the leaderboard (recbole_lda.leaderboard).
+"""The tuning harness (recbole_lda.tune, recbole_lda.studies) and the leaderboard (recbole_lda.leaderboard).
 
 Fast tests: search-space parsing, command-line keys, studies, and the leaderboard's
 numbers on hand-made stored results (exact values). Ray tests, on tiny data: an end-to-end
@@ -25,13 +25,8 @@ import pytest
 from scipy import stats
 
 from recbole_lda import leaderboard
-from recbole_lda.tune import (
-    build_studies,
-    parse_command_overrides,
-    parse_distribution,
-    parser,
-    read_search_space,
-)
+from recbole_lda.studies import build_studies, parse_command_overrides, parse_distribution, read_search_space
+from recbole_lda.tune import parser
 from recbole_lda.utils import WATCH_TIME_MODELS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -111,7 +106,7 @@ def test_studies_precedence_fixed_keys_and_harness_keys():
 
 
 def test_run_keys_set_by_the_harness(monkeypatch):
-    from recbole_lda.tune import Study, run_overrides
+    from recbole_lda.studies import Study, run_overrides
 
     study = Study("VR", "VR", "synthetic", [], {"epochs": "3"}, {}, resources={"cpu": 3, "gpu": 0})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")

@@ -1,0 +1,312 @@
+"""What a tuning command runs, without Ray: the search spaces (YAML), the studies (one per
+method and dataset: fixed keys, searched keys, budget, the keys of each run), and the
+files a tuning output folder holds. `recbole_lda.tune` runs the studies on Ray.
+"""
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass, field
+
+import yaml
+
+from recbole_lda.compare import parse_entry, run_label, split_entries
+
+logger = logging.getLogger(__name__)
+
+SPACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "tune")
+
+# Distributions of a search-space YAML entry and the number of their arguments.
+DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "randint": 2, "lograndint": 2}
+
+# Keys the harness sets for every run; the command line must not set them.
+HARNESS_KEYS = ("torch_num_threads", "gpu_id", "checkpoint_dir", "results_file", "predictions_file")
+
+# Display keys the harness sets for every run unless the command line does.
+QUIET_KEYS = {"state": "WARNING", "show_progress": "False"}
+
+
+
+# ---------------------------------------------------------------------------------------
+# Search spaces
+
+
+def parse_distribution(spec, where):
+    """One YAML entry, e.g. {loguniform: [1.0e-4, 1.0e-2]}, checked -> {"loguniform": [0.0001, 0.01]}."""
+    if not (isinstance(spec, dict) and len(spec) == 1):
+        raise ValueError(f"{where}: expected one distribution such as {{loguniform: [1.0e-4, 1.0e-2]}}, got {spec!r}")
+    (name, args), = spec.items()
+    if name == "choice":
+        if not isinstance(args, list) or not args:
+            raise ValueError(f"{where}: choice takes a non-empty list of values, got {args!r}")
+        return {"choice": args}
+    if name not in DISTRIBUTIONS:
+        raise ValueError(f"{where}: unknown distribution {name!r}; known: {['choice', *DISTRIBUTIONS]}")
+    if not isinstance(args, list) or len(args) != DISTRIBUTIONS[name]:
+        raise ValueError(f"{where}: {name} takes a list of {DISTRIBUTIONS[name]} numbers, got {args!r}")
+    numbers = []
+    for value in args:
+        if isinstance(value, str):  # YAML reads 1e-4 (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{where}: {value!r} is not a number") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: {value!r} is not a number")
+        numbers.append(value)
+    low, high = numbers[:2]
+    if name in ("randint", "lograndint") and not all(float(v).is_integer() for v in numbers):
+        raise ValueError(f"{where}: {name} takes integer bounds, got {args!r}")
+    if not low < high:
+        raise ValueError(f"{where}: the lower bound must be below the upper bound, got {args!r}")
+    if name.startswith(("log", "qlog")) and low <= 0:
+        raise ValueError(f"{where}: {name} needs a positive lower bound, got {args!r}")
+    if name.startswith("q") and numbers[2] <= 0:
+        raise ValueError(f"{where}: the step q must be positive, got {args!r}")
+    if name in ("randint", "lograndint"):
+        numbers = [int(v) for v in numbers]
+    return {name: numbers}
+
+
+def read_search_space(model, space_dir=SPACE_DIR):
+    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s, as
+    {key: {distribution: arguments}}. `<model>.yaml` must exist (it may hold no key)."""
+    model_file = os.path.join(space_dir, f"{model}.yaml")
+    if not os.path.isfile(model_file):
+        raise FileNotFoundError(
+            f"no search space for {model}: write {model_file} (an empty file tunes only the keys of overall.yaml)"
+        )
+    space = {}
+    for path in (os.path.join(space_dir, "overall.yaml"), model_file):
+        if not os.path.isfile(path):
+            continue
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.safe_load(f) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of configuration keys to distributions")
+        for key, spec in loaded.items():
+            space[key] = parse_distribution(spec, f"{path}: {key}")
+    return space
+
+
+# ---------------------------------------------------------------------------------------
+# Studies: one (method, dataset) each
+
+
+@dataclass
+class Study:
+    """What one tuning job runs. Fields travel to the Ray workers."""
+
+    entry: str  # the method as listed: MODEL or MODEL[key=value;...]
+    model: str
+    dataset: str
+    config_files: list  # absolute paths
+    overrides: dict  # {key: str}: the fixed keys of every run, paths absolute
+    space: dict  # the searched keys: {key: {distribution: arguments}}
+    metric: str = ""  # validation metric key in RecBole's results (e.g. "mae")
+    mode: str = ""  # "min" or "max"
+    max_epochs: int = 0
+    eval_step: int = 1
+    budget: dict = field(default_factory=dict)  # num_samples, search and scheduler settings
+    resources: dict = field(default_factory=dict)  # {"cpu": n, "gpu": g}: not part of the settings
+
+    @property
+    def label(self):
+        return re.sub(r"[^\w.=-]+", "_", f"{self.entry}__{self.dataset}")
+
+    @property
+    def score_key(self):
+        """The trial's score reported to Tune: its best validation score so far."""
+        return f"best_valid_{self.metric}"
+
+    def settings(self):
+        """Everything that decides the study's results (a finished study with other
+        settings cannot be resumed or reused)."""
+        out = {k: v for k, v in asdict(self).items() if k not in ("resources", "config_files")}
+        out["config_files"] = [{"path": p, "sha256": file_sha256(p)} for p in self.config_files]
+        return out
+
+
+def file_sha256(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def parse_command_overrides(rest, datasets):
+    """Trailing `--key=value` -> (common {key: value}, per dataset {dataset: {key: value}},
+    per-dataset config files {dataset: [paths]}). `--key.DATASET=value` applies to DATASET only."""
+    common, per_dataset, files = {}, {d: {} for d in datasets}, {d: [] for d in datasets}
+    for arg in rest:
+        key, sep, value = arg[2:].partition("=")
+        if not arg.startswith("--") or not sep or not key:
+            raise ValueError(f"unrecognised argument {arg!r} (expected --key=value or --key.DATASET=value)")
+        base, dot, target = key.rpartition(".")
+        if not dot:
+            common[key] = value
+            continue
+        if target not in per_dataset:
+            raise ValueError(f"{arg!r}: {target!r} is not one of the datasets {list(per_dataset)}")
+        if base == "config_files":
+            files[target] += [os.path.abspath(p) for p in value.split()]
+        else:
+            per_dataset[target][base] = value
+    return common, per_dataset, files
+
+
+def build_studies(args, rest, space_dir=SPACE_DIR):
+    """The studies of a command, in the order (dataset, method) given. Paths are made absolute."""
+    datasets = [parse_entry(d) for d in split_entries(args.datasets)]
+    names = [d for d, _ in datasets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"each dataset can be listed once, got {names}")
+    common, per_dataset, dataset_files = parse_command_overrides(rest, names)
+    global_files = [os.path.abspath(p) for p in (args.config_files or "").split()]
+    entries = split_entries(args.models)
+    if len(set(entries)) != len(entries):
+        raise ValueError(f"each method can be listed once, got {entries}")
+    studies = []
+    for dataset, bracket_keys in datasets:
+        for entry in entries:
+            model, entry_keys = parse_entry(entry)
+            overrides = {**common, **per_dataset[dataset], **bracket_keys, **entry_keys}
+            owned = sorted(set(overrides) & set(HARNESS_KEYS))
+            if owned:
+                raise ValueError(
+                    f"the harness sets {owned} for every run (torch_num_threads = --cpus_per_trial, gpu_id from "
+                    f"--gpus_per_trial, checkpoints and results in its own folders): do not set them"
+                )
+            for key, value in QUIET_KEYS.items():
+                overrides.setdefault(key, value)
+            space = read_search_space(model, space_dir)
+            fixed = sorted(set(space) & set(overrides))
+            if fixed:
+                logger.info(f"{entry} on {dataset}: {fixed} fixed by the command, left out of the search")
+            space = {k: v for k, v in space.items() if k not in overrides}
+            for path in global_files + dataset_files[dataset]:
+                if not os.path.isfile(path):
+                    raise FileNotFoundError(f"config file {path} does not exist")
+            studies.append(Study(entry.strip(), model, dataset, global_files + dataset_files[dataset], overrides, space))
+    return studies
+
+
+def resolve_study(study):
+    """Make the study's paths absolute, read its metric and epoch cap, and prepare its
+    dataset (convert and split, cached) so that trials never convert concurrently."""
+    import dataset_prep
+    from recbole_lda.config import Config
+
+    cuda_env = os.environ.get("CUDA_VISIBLE_DEVICES")  # RecBole's Config sets it from gpu_id
+    try:
+        config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
+        # RecBole joins data_path with the dataset name; trials get the absolute root.
+        study.overrides["data_path"] = os.path.abspath(os.path.dirname(os.path.normpath(config["data_path"])))
+        if config["raw_data_path"]:
+            study.overrides["raw_data_path"] = os.path.abspath(config["raw_data_path"])
+        config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
+        prepared = dataset_prep.prepare(config)
+    finally:
+        if cuda_env is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = cuda_env
+    study.metric = config["valid_metric"].lower()
+    study.mode = "max" if config["valid_metric_bigger"] else "min"
+    study.max_epochs = int(config["epochs"])
+    study.eval_step = int(config["eval_step"])
+    return prepared
+
+
+def run_overrides(study, workdir, seed=None):
+    """The command-line keys of one run: the study's fixed keys and the harness's."""
+    gpus = study.resources.get("gpu", 0)
+    overrides = dict(study.overrides)
+    overrides.update(
+        torch_num_threads=str(max(1, int(study.resources.get("cpu", 1)))),
+        # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id: hand it the GPU Ray assigned.
+        gpu_id=os.environ.get("CUDA_VISIBLE_DEVICES", "") if gpus else "",
+        checkpoint_dir=os.path.join(workdir, "saved"),
+        results_file="None",
+        predictions_file="None",
+    )
+    if seed is not None:
+        overrides["seed"] = str(seed)
+    return overrides
+
+
+def study_budget(study):
+    return study.budget["num_samples"]
+
+
+def budget(study, args):
+    return {
+        "num_samples": args.num_samples,
+        "search": f"random (Ray Tune BasicVariantGenerator, random_state={args.search_seed})",
+        "scheduler": (f"ASHA (grace_period={args.grace_period}, reduction_factor={args.reduction_factor}, "
+                      f"on the running best valid {study.metric} per epoch)" if args.scheduler == "asha" else "FIFO"),
+        "max_epochs": study.max_epochs,
+        "stopping_step": study.overrides.get("stopping_step"),
+        "selection": f"best valid {study.metric} ({study.mode}) over trials; test not used",
+        "max_failures": args.max_failures,
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Files
+
+
+def atomic_write_json(path, obj):
+    """Write JSON through a temporary file and a rename (never a half-written file)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, default=str)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def read_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def finite_or_none(value):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+def read_tail(path, chars=2000):
+    """The end of a text file (a trial's error), or None."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()[-chars:]
+
+
+def check_settings(path, settings):
+    """Stop if `path` (a study file) holds other settings; write it when missing."""
+    if os.path.exists(path):
+        stored = read_json(path)["settings"]
+        current = json.loads(json.dumps(settings, default=str))
+        if stored != current:
+            diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+            raise ValueError(
+                f"{path} was made with other settings (differences in {diff}); finished results are never "
+                f"overwritten: use another --output_dir, or the original settings"
+            )
+    else:
+        atomic_write_json(path, {"settings": settings})
+
+
+def tuning_path(output_dir, study):
+    return os.path.join(output_dir, "tuning", f"{study.label}.json")
+
+
+def run_path(output_dir, study, seed):
+    return os.path.join(output_dir, "runs", run_label(study.entry, study.dataset, seed) + ".json")
