@@ -21,9 +21,10 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 import dataset_prep
+from recbole_lda.backbone import WatchTimeRecommender
 from recbole_lda.config import Config
 from recbole_lda.metrics import xauc
-from recbole_lda.utils import get_model, get_trainer, init_logger, peak_memory_mb
+from recbole_lda.utils import WATCH_TIME_MODELS, get_model, get_trainer, init_logger, peak_memory_mb
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +95,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     """
     start = perf_counter()
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
+    model_class = get_model(config["model"])
+    if not issubclass(model_class, WatchTimeRecommender):
+        # get_model falls back to RecBole's models, which predict click scores, not seconds
+        raise ValueError(
+            f"{config['model']} is one of RecBole's own models: it does not predict watch time in seconds, which "
+            f"is what run evaluates; the watch-time models are {', '.join(WATCH_TIME_MODELS)}"
+        )
     if config["torch_num_threads"]:
         torch.set_num_threads(config["torch_num_threads"])
     # numpy's BLAS on one thread: its only heavy user is POT's Sinkhorn solver on the CPU
@@ -116,7 +124,6 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     timings["recbole_load_s"] = perf_counter() - mark
 
     init_seed(config["seed"], config["reproducibility"])
-    model_class = get_model(config["model"])
     mark = perf_counter()
     net = model_class(config, train_data._dataset).to(config["device"])
     timings["model_init_s"] = perf_counter() - mark  # includes LDA's anchor pre-training

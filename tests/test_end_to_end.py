@@ -144,3 +144,15 @@ def test_lda_beats_vr_over_three_seeds(tmp_path):
         scores[model] = {m: float(np.mean([r[m] for r in runs])) for m in ("mae", "xauc")}
     assert scores["LDA"]["mae"] < scores["VR"]["mae"], scores
     assert scores["LDA"]["xauc"] > scores["VR"]["xauc"], scores
+
+
+def test_recbole_models_are_refused_before_any_work(tmp_path):
+    """Lookup falls back to RecBole's models (FM here), but they predict click scores, not
+    seconds of watch time: run says so before preparing any data."""
+    from recbole_lda.quick_start import run
+    from recbole_lda.utils import get_model
+
+    assert get_model("FM").__module__.startswith("recbole.model")
+    with pytest.raises(ValueError, match="FM is one of RecBole's own models.*VR, WLR"):
+        run("FM", "synthetic", config_dict={"data_path": str(tmp_path / "data"), "log_dir": None})
+    assert not (tmp_path / "data").exists()
