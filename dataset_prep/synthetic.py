@@ -29,9 +29,9 @@ inherit most of their latent vector from their author. Users and videos are draw
 independently of their latents (users by lognormal activity, videos by lognormal
 popularity), so there is no exposure bias.
 
-Side information is generated from the latents so that it carries signal: onehot_feat0..9
-are quantised user latents and biases (10..17 are noise, 12..17 with a few missing values,
-as in KuaiRec), user_active_degree follows activity, a video's tags and video_tag_id
+Side information (dataset_prep/synthetic_side.py) is generated from the latents so that
+it carries signal: onehot_feat0..9 are quantised user latents and biases (10..17 are
+noise, 12..17 with a few missing values, as in KuaiRec), user_active_degree follows activity, a video's tags and video_tag_id
 follow its latent vector, author_id groups videos with similar latents, upload_type
 follows duration, music_id is noise.
 
@@ -48,7 +48,6 @@ import logging
 import os
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
@@ -56,6 +55,7 @@ from scipy.special import ndtr, softmax
 
 from dataset_prep import kuairec
 from dataset_prep.common import atomic_dir, require, short_hash
+from dataset_prep.synthetic_side import write_side_information
 
 logger = logging.getLogger(__name__)
 
@@ -88,8 +88,6 @@ AUTHOR_SHARE = 0.8  # a video's latent = 0.8 * its author's + 0.6 * own noise (u
 VIDEOS_PER_AUTHOR = 4
 ACTIVITY_SIGMA = 0.5  # lognormal spread of user activity
 POPULARITY_SIGMA = 0.8  # lognormal spread of video popularity
-N_TAGS = 31  # KuaiRec's tag values 0..30
-N_VIDEO_TAG_IDS = 60
 
 START_UNIX_S = 1593878400  # 2020-07-05 00:00:00 at UTC+8
 DAYS = 63  # to 2020-09-05 inclusive
@@ -97,22 +95,6 @@ CHUNK_ROWS = 500_000
 
 MATRIX_HEADER = "user_id,video_id,play_duration,video_duration,time,date,timestamp,watch_ratio\n"
 GENERATOR_KEYS = ("synthetic_rows", "synthetic_users", "synthetic_items", "synthetic_seed")
-
-# item_daily_features.csv columns after video_tag_name, in KuaiRec's order.
-DAILY_STATISTICS = [
-    "show_cnt", "show_user_num", "play_cnt", "play_user_num", "play_duration", "complete_play_cnt",
-    "complete_play_user_num", "valid_play_cnt", "valid_play_user_num", "long_time_play_cnt",
-    "long_time_play_user_num", "short_time_play_cnt", "short_time_play_user_num", "play_progress",
-    "comment_stay_duration", "like_cnt", "like_user_num", "click_like_cnt", "double_click_cnt",
-    "cancel_like_cnt", "cancel_like_user_num", "comment_cnt", "comment_user_num", "direct_comment_cnt",
-    "reply_comment_cnt", "delete_comment_cnt", "delete_comment_user_num", "comment_like_cnt",
-    "comment_like_user_num", "follow_cnt", "follow_user_num", "cancel_follow_cnt", "cancel_follow_user_num",
-    "share_cnt", "share_user_num", "download_cnt", "download_user_num", "report_cnt", "report_user_num",
-    "reduce_similar_cnt", "reduce_similar_user_num", "collect_cnt", "collect_user_num", "cancel_collect_cnt",
-    "cancel_collect_user_num",
-]
-# Share of show_cnt for each family of daily counts (filler values: the converter never reads them).
-DAILY_SHARE = {"show": 0.95, "play": 0.9, "complete": 0.3, "valid": 0.6, "long": 0.2, "short": 0.4, "like": 0.05}
 
 
 # ---------------------------------------------------------------------------------------
@@ -262,7 +244,7 @@ def generate(raw_dir, rows, users, items, seed):
     counts = np.random.default_rng(count_seed).multinomial(rows, _normalised(params["user_activity"]))
     with atomic_dir(raw_dir) as tmp:
         np.savez(os.path.join(tmp, "latent.npz"), **params)
-        write_side_information(tmp, params, counts, rows, np.random.default_rng(feature_seed))
+        write_side_information(tmp, params, counts, rows, DAYS, np.random.default_rng(feature_seed))
         write_matrix(os.path.join(tmp, "big_matrix.csv"), params, counts, row_seed)
         with open(os.path.join(tmp, "generator.json"), "w") as f:
             json.dump({"synthetic_rows": rows, "synthetic_users": users, "synthetic_items": items,
@@ -311,104 +293,3 @@ def write_matrix(path, params, counts, seed):
                 }
             )
             pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, quoting_style="none"))
-
-
-def _quantile_bins(values, n_bins):
-    """Integer bin 0..n_bins-1 of each value by its rank (equal-frequency bins)."""
-    return (np.argsort(np.argsort(values)) * n_bins // len(values)).astype(np.int64)
-
-
-def _range_labels(values, edges, labels):
-    """KuaiRec-style range strings: labels[i] for edges[i-1] <= value < edges[i]."""
-    return np.array(labels, dtype=object)[np.searchsorted(edges, values, side="right")]
-
-
-def write_side_information(folder, params, counts, rows, rng):
-    """user_features.csv, item_categories.csv and item_daily_features.csv from the latents."""
-    u, ub = params["user_factors"], params["user_bias"]
-    n_users = len(u)
-    activity_bin = _quantile_bins(counts + rng.random(n_users), 10)
-    degree = np.array(["middle_active"] * 4 + ["high_active"] * 3 + ["full_active"] * 3, dtype=object)[activity_bin]
-    degree[rng.random(n_users) < 0.02] = "UNKNOWN"
-    follow = np.floor(rng.lognormal(3 + 0.5 * u[:, 1], 1.0)).astype(np.int64)
-    fans = np.floor(rng.lognormal(1.5 + 0.5 * u[:, 2], 1.5)).astype(np.int64)
-    friends = np.floor(rng.lognormal(0.5 + 0.3 * u[:, 3], 1.0)).astype(np.int64)
-    register = rng.integers(15, 2500, n_users)
-    user = {
-        "user_id": np.arange(n_users),
-        "user_active_degree": degree,
-        "is_lowactive_period": (rng.random(n_users) < 0.02).astype(np.int64),
-        "is_live_streamer": (rng.random(n_users) < 0.05).astype(np.int64),
-        "is_video_author": (rng.random(n_users) < 1 / (1 + np.exp(1 - u[:, 0]))).astype(np.int64),
-        "follow_user_num": follow,
-        "follow_user_num_range": _range_labels(
-            follow, [1, 11, 51, 101, 151, 251, 501], ["0", "(0,10]", "(10,50]", "(50,100]", "(100,150]", "(150,250]", "(250,500]", "500+"]
-        ),
-        "fans_user_num": fans,
-        "fans_user_num_range": _range_labels(
-            fans, [1, 10, 100, 1000, 5000, 10000], ["0", "[1,10)", "[10,100)", "[100,1k)", "[1k,5k)", "[5k,1w)", "[1w,10w)"]
-        ),
-        "friend_user_num": friends,
-        "friend_user_num_range": _range_labels(
-            friends, [1, 5, 30, 60, 120, 250], ["0", "[1,5)", "[5,30)", "[30,60)", "[60,120)", "[120,250)", "250+"]
-        ),
-        "register_days": register,
-        "register_days_range": _range_labels(
-            register, [31, 61, 91, 181, 366, 731], ["15-30", "31-60", "61-90", "91-180", "181-365", "366-730", "730+"]
-        ),
-    }
-    for k in range(18):
-        if k < LATENT_DIM:
-            value = _quantile_bins(u[:, k], 2 + k % 4)
-        elif k < LATENT_DIM + 2:
-            value = _quantile_bins(ub[:, k - LATENT_DIM], 5)
-        else:
-            value = rng.integers(0, 2 + k % 5, n_users)
-        if k >= 12:  # KuaiRec's onehot_feat12..17 are floats with some missing values
-            value = np.where(rng.random(n_users) < 0.01, np.nan, value.astype(np.float64))
-        user[f"onehot_feat{k}"] = value
-    pd.DataFrame(user).to_csv(os.path.join(folder, "user_features.csv"), index=False)
-
-    v, duration = params["item_factors"], params["item_duration_ms"]
-    n_items = len(v)
-    tag_scores = v @ rng.standard_normal((LATENT_DIM, N_TAGS)) / np.sqrt(LATENT_DIM) + rng.gumbel(size=(n_items, N_TAGS))
-    ranked = np.argsort(-tag_scores, axis=1)
-    n_tags = rng.choice([1, 2, 3, 4], size=n_items, p=[0.55, 0.3, 0.1, 0.05])
-    feat = ["[" + ", ".join(map(str, ranked[i, : n_tags[i]])) + "]" for i in range(n_items)]
-    pd.DataFrame({"video_id": np.arange(n_items), "feat": feat}).to_csv(
-        os.path.join(folder, "item_categories.csv"), index=False
-    )
-
-    video_tag_id = np.argmax(v @ rng.standard_normal((LATENT_DIM, N_VIDEO_TAG_IDS)) + rng.gumbel(size=(n_items, N_VIDEO_TAG_IDS)), axis=1)
-    long_video = duration > 60_000
-    upload_type = np.where(long_video, "LongImport", np.where(rng.random(n_items) < 0.5, "ShortImport", "ShortCamera"))
-    expected_shows = 3 * rows * _normalised(params["item_popularity"]) / DAYS
-    shows = rng.poisson(expected_shows)
-    daily = {
-        "video_id": np.arange(n_items),
-        "date": np.full(n_items, 20200705),
-        "author_id": params["item_author"],
-        "video_type": np.where(rng.random(n_items) < 0.03, "AD", "NORMAL"),
-        "upload_dt": pd.Timestamp("2020-07-04") - pd.to_timedelta(rng.integers(0, 365, n_items), unit="D"),
-        "upload_type": upload_type,
-        "visible_status": "public",
-        "video_duration": duration.astype(np.float64),
-        "video_width": np.where(rng.random(n_items) < 0.8, 720, 1080),
-        "video_height": np.where(rng.random(n_items) < 0.8, 1280, 1920),
-        "music_id": rng.integers(0, max(1, n_items // 2), n_items),
-        "video_tag_id": video_tag_id,
-        "video_tag_name": [f"tag{t}" for t in video_tag_id],
-    }
-    daily["upload_dt"] = daily["upload_dt"].strftime("%Y-%m-%d")
-    # Daily statistics: shows and binomial shares of them (never read by the converter).
-    for name in DAILY_STATISTICS:
-        if name == "show_cnt":
-            daily[name] = shows
-        elif name == "play_progress":
-            daily[name] = np.round(rng.uniform(0.2, 0.9, n_items), 6)
-        elif name in ("play_duration", "comment_stay_duration"):
-            daily[name] = shows * rng.integers(1000, 20000, n_items)
-        else:
-            daily[name] = rng.binomial(shows, DAILY_SHARE.get(name.split("_")[0], 0.01))
-    pd.DataFrame(daily).to_csv(os.path.join(folder, "item_daily_features.csv"), index=False)
-
