@@ -24,7 +24,7 @@ import dataset_prep
 from recbole_lda.backbone import WatchTimeRecommender
 from recbole_lda.config import Config
 from recbole_lda.metrics import xauc
-from recbole_lda.utils import WATCH_TIME_MODELS, get_model, get_trainer, init_logger, peak_memory_mb
+from recbole_lda.utils import WATCH_TIME_MODELS, get_model, get_trainer, init_logger, interactions, peak_memory_mb
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ def predict_split(model, data_loader):
     dataset, config = data_loader._dataset, data_loader.config
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     cols = {k: [] for k in ("user_id", "item_id", "duration", "label", "prediction")}
-    for batch in data_loader:
-        interaction = batch[0] if isinstance(batch, tuple) else batch
-        interaction = interaction.to(model.device)
+    for interaction in interactions(data_loader, model.device):
         cols["user_id"].append(interaction[uid].cpu().numpy())
         cols["item_id"].append(interaction[iid].cpu().numpy())
         cols["duration"].append(interaction[config["DURATION_FIELD"]].cpu().numpy())

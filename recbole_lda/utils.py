@@ -1,4 +1,4 @@
-"""Model and trainer lookup, logging, and resource measurement."""
+"""Model and trainer lookup, evaluation batches, logging, and resource measurement."""
 
 import importlib
 import logging
@@ -41,6 +41,13 @@ def get_trainer(model_type, model_name):
     """The model's own trainer when it names one (`trainer_class`), else RecBole's choice."""
     model_class = get_model(model_name)
     return getattr(model_class, "trainer_class", None) or recbole_get_trainer(model_type, model_name)
+
+
+def interactions(data_loader, device):
+    """The Interaction of each batch of an evaluation loader, on `device` (RecBole's full-sort
+    loaders yield tuples whose first element is the Interaction)."""
+    for batch in data_loader:
+        yield (batch[0] if isinstance(batch, tuple) else batch).to(device)
 
 
 def init_logger(config):

@@ -39,6 +39,7 @@ from recbole_lda.backbone import WatchTimeRecommender
 from recbole_lda.model.anchors import assign_buckets, build_anchors, duration_bucket_edges, sample_sequences
 from recbole_lda.model.ot import alignment_targets
 from recbole_lda.model.vq import sample_batch
+from recbole_lda.utils import interactions
 
 logger = logging.getLogger(__name__)
 
@@ -138,8 +139,7 @@ class LDA(WatchTimeRecommender):
         of rows whose largest weight exceeds 0.9 (a row that sees one anchor only)."""
         self.eval()
         entropy, top = [], []
-        for batch in data_loader:
-            interaction = (batch[0] if isinstance(batch, tuple) else batch).to(self.device)
+        for interaction in interactions(data_loader, self.device):
             log_beta = self.forward(interaction)[2]
             beta = log_beta.exp()
             entropy.append(-torch.where(beta > 0, beta * log_beta, torch.zeros_like(beta)).sum(1).cpu())
