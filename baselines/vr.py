@@ -8,19 +8,14 @@ so that methods can be compared at equal loss (a loss change alone moves MAE a l
 """
 
 import torch.nn as nn
-import torch.nn.functional as F
 
-from recbole_lda.backbone import WatchTimeRecommender
-
-LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
+from recbole_lda.backbone import REGRESSION_LOSSES, WatchTimeRecommender
 
 
 class VR(WatchTimeRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        if config["regression_loss"] not in LOSSES:
-            raise ValueError(f"regression_loss must be one of {sorted(LOSSES)}, got {config['regression_loss']!r}")
-        self.loss_fn = LOSSES[config["regression_loss"]]
+        self.loss_fn = REGRESSION_LOSSES[config["regression_loss"]]  # checked by the Config: (str: mse|l1|huber)
         labels, _ = self.train_labels(dataset)
         self.register_buffer("label_mean", labels.mean().float())
         self.register_buffer("label_std", labels.std().clamp_min(1e-6).float())

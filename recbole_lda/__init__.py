@@ -1,10 +1,8 @@
 """recbole-lda: LDA and the watch-time baselines as a RecBole plugin.
 
-Importing the package applies the RecBole compatibility patches (`recbole_lda.compat`).
+Importing the package (or any light module of it, e.g. `recbole_lda.leaderboard`) patches
+nothing and loads neither torch nor RecBole: a run applies the RecBole compatibility
+patches itself (`recbole_lda.compat.apply`, called by `recbole_lda.quick_start.run`).
 """
-
-from recbole_lda import compat
-
-compat.apply()
 
 __version__ = "0.1.0"

@@ -14,11 +14,15 @@ which are stored as buffers so that prediction uses the same statistics.
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from recbole.model.abstract_recommender import AbstractRecommender
 from recbole.model.layers import MLPLayers
 from recbole.utils import FeatureType, InputType, ModelType
 
 from recbole_lda.trainer import WatchTimeTrainer
+
+# Regression losses a model may name in its `regression_loss` key (VR, LDA).
+REGRESSION_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
 
 
 def signed_log1p(x):

@@ -1,10 +1,18 @@
 """Everything recbole-lda changes inside RecBole 1.2.1, in one place.
 
-Each patch names the upstream behaviour it works around. `apply()` is idempotent and is
-called once when `recbole_lda` is imported; no other module patches RecBole.
+Each patch names the upstream behaviour it works around. Importing this module changes
+nothing: `apply()` does, once (it is idempotent), where a run starts
+(`recbole_lda.quick_start.run`, the tuner's trials, the test suite's fixtures). No other
+module patches RecBole.
+
+Besides the patches, `parse_value` replaces RecBole's `eval()` of command-line values
+(used by `recbole_lda.config.Config`).
 """
 
-import torch
+import ast
+import warnings
+
+import yaml
 from recbole.evaluator import collector as _collector
 from recbole.evaluator import register as _register
 from recbole.trainer import trainer as _trainer
@@ -50,39 +58,6 @@ def _collect_user_ids():
     _collector.Collector.get_data_struct = get_data_struct
 
 
-def _load_own_checkpoint(path, device):
-    """torch >= 2.6 loads with weights_only=True by default, and RecBole's checkpoints pickle
-    the Config, so `Trainer.evaluate(load_best_model=True)` fails. We load with
-    weights_only=False, which runs pickled code: only ever call this on a checkpoint that
-    this program wrote during the same run (the trainer's own `saved_model_file`)."""
-    return torch.load(path, map_location=device, weights_only=False)
-
-
-def _fix_checkpoint_loading():
-    original_evaluate = _trainer.Trainer.evaluate
-
-    def evaluate(self, eval_data, load_best_model=True, model_file=None, show_progress=False):
-        if eval_data and load_best_model:
-            checkpoint = _load_own_checkpoint(model_file or self.saved_model_file, self.device)
-            self.model.load_state_dict(checkpoint["state_dict"])
-            self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        return original_evaluate(self, eval_data, load_best_model=False, show_progress=show_progress)
-
-    def resume_checkpoint(self, resume_file):
-        # Same weights_only issue as above, for RecBole's resume path.
-        checkpoint = _load_own_checkpoint(str(resume_file), self.device)
-        self.saved_model_file = str(resume_file)
-        self.start_epoch = checkpoint["epoch"] + 1
-        self.cur_step = checkpoint["cur_step"]
-        self.best_valid_score = checkpoint["best_valid_score"]
-        self.model.load_state_dict(checkpoint["state_dict"])
-        self.model.load_other_parameter(checkpoint.get("other_parameter"))
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-
-    _trainer.Trainer.evaluate = evaluate
-    _trainer.Trainer.resume_checkpoint = resume_checkpoint
-
-
 class _NullWriter:
     """Stands in for tensorboard's SummaryWriter: accepts every call, writes nothing."""
 
@@ -98,12 +73,47 @@ def _no_tensorboard_dir():
     _trainer.get_tensorboard = lambda logger: _NullWriter()
 
 
+def _quiet_upstream_warnings():
+    """Warnings raised inside RecBole's own code that a user can do nothing about:
+    - Trainer._train_epoch builds `torch.cuda.amp.GradScaler(...)` once per epoch, which
+      torch >= 2.4 deprecates (FutureWarning, once per epoch);
+    - Dataset._fill_nan uses chained `fillna(inplace=True)`, which pandas 2.2+ warns about
+      (FutureWarning; it still fills under pandas 2, see README on pandas 3);
+    - Dataset._get_field_from_config / normalisation code call `Series.agg`-style
+      reductions that pandas warns about."""
+    for message in (r".*torch\.cuda\.amp\.GradScaler.*", r".*torch\.cuda\.amp\.autocast.*"):
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning)
+    for module in (r"recbole\..*",):
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+
+
+def parse_value(text):
+    """A command-line or override value as a Python value, without running it.
+
+    RecBole's Config turns every command-line value into Python with `eval()`, so that
+    `--learning_rate="__import__('os').system(...)"` runs code. Here a value is a Python
+    literal (`ast.literal_eval`: numbers, strings, lists, dicts, True/False/None), else a
+    YAML scalar (`true`, `~`, `null`), else the text itself; nothing is evaluated. Types
+    are then checked against the declared ones (recbole_lda.options)."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        pass
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    return value if value is None or isinstance(value, (bool, int, float)) else text
+
+
 def apply():
     global _applied
     if _applied:
         return
     _register_metrics()
     _collect_user_ids()
-    _fix_checkpoint_loading()
     _no_tensorboard_dir()
+    _quiet_upstream_warnings()
     _applied = True

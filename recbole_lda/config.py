@@ -1,18 +1,38 @@
-"""RecBole's Config with the plugin's models and YAML defaults.
+"""RecBole's Config with the plugin's models, YAML defaults and option checks.
 
-Precedence, lowest first: RecBole's overall.yaml, model and dataset YAML and its
-quick-start defaults for context models; then this repository's `properties/overall.yaml`,
-`properties/model/<model>.yaml` and `properties/dataset/<dataset>.yaml`; then config files,
-the config dict, and the command-line overrides.
+Precedence, lowest first: RecBole's overall.yaml, dataset defaults and its quick-start
+defaults for context models; then our `properties/overall.yaml`,
+`properties/model/<model>.yaml`, `properties/dataset/<dataset>.yaml` (shipped inside the
+package as `recbole_lda.properties`); then config files, the config dict, and the
+command-line overrides.
+
+Unlike RecBole's, this Config refuses, before any work: an unknown model or dataset, a
+key that no YAML defines (with the closest known keys), and a value of the wrong type or
+out of its declared range (`recbole_lda.options`). Command-line values are parsed as
+literals, never evaluated (`recbole_lda.compat.parse_value`).
 """
 
 import os
 
+import yaml
 from recbole.config import Config as RecBoleConfig
 
-from recbole_lda.utils import get_model
+from recbole_lda.compat import parse_value
+from recbole_lda.options import OptionError, check_known, check_values, merged_specs, properties_dir, yaml_files
+from recbole_lda.registry import UnknownNameError, did_you_mean, get_model
 
-PROPERTIES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties")
+# Keys that are names rather than configuration (RecBole takes them from the same dicts).
+NAME_KEYS = ("model", "dataset", "config_files")
+
+
+def known_datasets():
+    return tuple(yaml_files("dataset"))
+
+
+def check_dataset_name(name):
+    datasets = known_datasets()
+    if name not in datasets:
+        raise UnknownNameError(f"unknown dataset {name!r}{did_you_mean(name, datasets)} (datasets: {', '.join(datasets)})")
 
 
 class Config(RecBoleConfig):
@@ -21,32 +41,87 @@ class Config(RecBoleConfig):
         of strings, as parsed from `--key=value`) instead of being read from sys.argv, so that
         a library call never picks up the arguments of whatever process runs it."""
         self._cmd_overrides = dict(cmd_overrides or {})
+        self._file_of_key = {}
         super().__init__(model, dataset, config_file_list, config_dict)
+        self._check_options()
+
+    # --- where values come from
+    def _convert_config_dict(self, config_dict):
+        return {key: parse_value(value) for key, value in config_dict.items()}
 
     def _load_cmd_line(self):
-        return self._convert_config_dict(dict(self._cmd_overrides))
+        return self._convert_config_dict(self._cmd_overrides)
+
+    def _load_config_files(self, file_list):
+        merged = {}
+        for path in file_list or []:
+            if not os.path.isfile(path):
+                raise OptionError(f"config file {path!r} not found")
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.load(f.read(), Loader=self.yaml_loader) or {}
+            if not isinstance(loaded, dict):
+                raise OptionError(f"config file {path!r}: expected key: value lines at the top level")
+            self._file_of_key.update({key: path for key in loaded})
+            merged.update(loaded)
+        return merged
 
     def _get_model_and_dataset(self, model, dataset):
+        model = model or self.external_config_dict.get("model")
+        dataset = dataset or self.external_config_dict.get("dataset")
         if model is None:
-            model = self.external_config_dict.get("model")
-            if model is None:
-                raise KeyError("the model must be given (--model=NAME, config file or config dict)")
+            raise OptionError("the model must be given (--model=NAME, config file or config dict)")
         if dataset is None:
-            dataset = self.external_config_dict.get("dataset")
-            if dataset is None:
-                raise KeyError("the dataset must be given (--dataset=NAME, config file or config dict)")
+            raise OptionError("the dataset must be given (--dataset=NAME, config file or config dict)")
         if isinstance(model, str):
             return model, get_model(model), dataset
         return model.__name__, model, dataset
 
     def _load_internal_config_dict(self, model, model_class, dataset):
         super()._load_internal_config_dict(model, model_class, dataset)
-        for path in (
-            os.path.join(PROPERTIES_DIR, "overall.yaml"),
-            os.path.join(PROPERTIES_DIR, "model", f"{model}.yaml"),
-            os.path.join(PROPERTIES_DIR, "dataset", f"{dataset}.yaml"),
-        ):
-            if os.path.isfile(path):
-                loaded = self._update_internal_config_dict(path) or {}
-                if "dataset" in os.path.basename(os.path.dirname(path)):
-                    self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+        root = properties_dir()
+        self._our_files = [
+            os.path.join(root, "overall.yaml"),
+            os.path.join(root, "model", f"{model}.yaml"),
+            os.path.join(root, "dataset", f"{dataset}.yaml"),
+        ]
+        for path in self._our_files:
+            if not os.path.isfile(path):
+                if path == self._our_files[-1]:
+                    continue  # an atomic dataset of the user's own, without converter (run refuses those)
+                # the package is broken: never fall back to RecBole's defaults
+                raise FileNotFoundError(f"recbole-lda's default configuration {path} is missing; reinstall the package")
+            loaded = self._update_internal_config_dict(path) or {}
+            if path.endswith(os.path.join("dataset", f"{dataset}.yaml")):
+                self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+
+    # --- checks
+    def _where(self, key):
+        if key in self.cmd_config_dict:
+            return f"--{key}"
+        if key in self.variable_config_dict:
+            return f"{key} (config dict)"
+        if key in self._file_of_key:
+            return f"{key} (in {self._file_of_key[key]})"
+        return f"{key} (default)"
+
+    def _check_options(self):
+        """Unknown keys and bad values, before any work (see the module docstring)."""
+        known = set(self.internal_config_dict) | set(NAME_KEYS)
+        given = [k for k in self.external_config_dict if k not in NAME_KEYS]
+        prefix = "--" if any(k in self.cmd_config_dict for k in given) else ""
+        unknown = [k for k in given if k not in known]
+        owners = [m for m, path in yaml_files("model").items() if unknown and _declares(path, unknown[0])]
+        if owners:
+            raise OptionError(f"unknown option {self._where(unknown[0])} for {self.model}: it is a key of {', '.join(owners)}")
+        check_known(given, known, self._where, prefix)
+        specs = merged_specs([os.path.join(properties_dir(), "overall.yaml"), *yaml_files("model").values(),
+                              *yaml_files("dataset").values()])
+        check_values({k: self.final_config_dict.get(k) for k in specs if k in self.final_config_dict}, specs, self._where)
+        epochs, eval_step = self.final_config_dict["epochs"], self.final_config_dict["eval_step"]
+        if eval_step > epochs:
+            raise OptionError(f"eval_step={eval_step} exceeds epochs={epochs}: the run would never validate")
+
+
+def _declares(path, key):
+    with open(path, encoding="utf-8") as f:
+        return any(line.startswith(f"{key}:") for line in f)

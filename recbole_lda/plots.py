@@ -1,8 +1,20 @@
-"""Pictures of what LDA learned."""
-
-import os
+"""Pictures of what LDA learned (run layer: `anchor_plot_file`)."""
 
 import numpy as np
+
+from recbole_lda.fileio import atomic_output
+
+
+def plot_model_anchors(model, dataset, path):
+    """`plot_anchors` for a built LDA model and its training dataset."""
+    from recbole_lda.backbone import training_values
+    from recbole_lda.model.anchors import assign_buckets
+
+    labels = training_values(dataset, model.LABEL).numpy()
+    durations = training_values(dataset, model.DURATION).numpy()
+    edges = model.bucket_edges.cpu().numpy().astype(np.float64)
+    anchors = model.anchor_table().detach().cpu().reshape(model.num_buckets, model.num_anchors, -1).numpy()
+    plot_anchors(labels / np.maximum(durations, 1e-6), assign_buckets(durations, edges), edges, anchors, path)
 
 
 def plot_anchors(ratios, buckets, edges, anchors, path):
@@ -39,8 +51,6 @@ def plot_anchors(ratios, buckets, edges, anchors, path):
     axes[0][0].legend(fontsize=8)
     fig.suptitle("Watch-ratio quantile functions per duration bucket: data and LDA anchors")
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=110)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)

@@ -7,10 +7,11 @@ dictionary. Reference figures measured on the same test split go with it: the MA
 predicting the training mean, and for the synthetic dataset the best achievable MAE.
 """
 
-import json
 import logging
 import os
 import platform
+import resource
+import sys
 from time import perf_counter
 
 import numpy as np
@@ -21,21 +22,43 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 import dataset_prep
-from recbole_lda.backbone import WatchTimeRecommender
-from recbole_lda.config import Config
+from recbole_lda import compat
+from recbole_lda.config import Config, check_dataset_name
+from recbole_lda.options import OptionError
+from recbole_lda.fileio import atomic_output, check_writable, json_safe, write_json
 from recbole_lda.metrics import xauc
-from recbole_lda.utils import WATCH_TIME_MODELS, get_model, get_trainer, init_logger, interactions, peak_memory_mb
+from recbole_lda.registry import get_trainer
+from recbole_lda.trainer import interactions
 
 logger = logging.getLogger(__name__)
 
+# Files a run writes, checked before any work (a bad path must not cost a whole run).
+OUTPUT_KEYS = ("results_file", "predictions_file", "anchor_plot_file")
 
-def atomic_write_text(path, text):
-    """Write `text` to `path` through a temporary file and a rename."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
+
+def init_logger(config):
+    """Log to the console and to `<log_dir>/<model>-<dataset>.log` (RecBole's own
+    init_logger writes to a fixed ./log/ folder)."""
+    level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if getattr(handler, "_recbole_lda", False):
+            root.removeHandler(handler)
+    handlers = [logging.StreamHandler(sys.stdout)]
+    if config["log_dir"]:
+        os.makedirs(config["log_dir"], exist_ok=True)
+        handlers.append(logging.FileHandler(os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}.log")))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler._recbole_lda = True
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @torch.no_grad()
@@ -92,14 +115,17 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
             trial, which selects on validation only, turns it off (no test figures at all).
     """
     start = perf_counter()
-    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)
-    model_class = get_model(config["model"])
-    if not issubclass(model_class, WatchTimeRecommender):
-        # get_model falls back to RecBole's models, which predict click scores, not seconds
-        raise ValueError(
-            f"{config['model']} is one of RecBole's own models: it does not predict watch time in seconds, which "
-            f"is what run evaluates; the watch-time models are {', '.join(WATCH_TIME_MODELS)}"
-        )
+    compat.apply()
+    check_dataset_name(dataset)
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
+    for key in OUTPUT_KEYS:
+        if config[key]:
+            try:
+                check_writable(config[key], key)
+            except ValueError as err:
+                raise OptionError(str(err)) from None
+    model_class = config.model_class
+    show_progress = bool(config["show_progress"]) and sys.stderr.isatty()  # bars only on a terminal
     if config["torch_num_threads"]:
         torch.set_num_threads(config["torch_num_threads"])
     # numpy's BLAS on one thread: its only heavy user is POT's Sinkhorn solver on the CPU
@@ -126,17 +152,21 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     net = model_class(config, train_data._dataset).to(config["device"])
     timings["model_init_s"] = perf_counter() - mark  # includes LDA's anchor pre-training
     logger.info(net)
-    trainer = get_trainer(config["MODEL_TYPE"], config["model"])(config, net)
+    if config["anchor_plot_file"] and hasattr(net, "anchor_table"):
+        from recbole_lda.plots import plot_model_anchors
+
+        plot_model_anchors(net, train_data._dataset, config["anchor_plot_file"])
+    trainer = get_trainer(model_class)(config, net)
     mark = perf_counter()
     best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, saved=saved, show_progress=config["show_progress"], callback_fn=callback_fn
+        train_data, valid_data, verbose=False, saved=saved, show_progress=show_progress, callback_fn=callback_fn
     )
     timings["fit_s"] = perf_counter() - mark
     logger.info(f"best valid: {dict(best_valid_result or {})}")
     test_result, test_frame, reference, test_report = {}, None, {}, {}
     if evaluate_test:
         mark = perf_counter()
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=config["show_progress"])
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
         timings["test_s"] = perf_counter() - mark
         logger.info(f"test: {dict(test_result)}")
         test_frame = predict_split(net, test_data)
@@ -154,6 +184,9 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "reference": reference,
         "rows": {"train": n_train, "valid": len(valid_data._dataset), "test": len(test_data._dataset)},
         "epochs_run": len(epoch_times),
+        "best_epoch": trainer.best_state["epoch"] if trainer.best_state else None,
+        "valid_history": trainer.valid_history,
+        "checkpoint": trainer.checkpoint_path,
         "train_time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
         "epoch_times_s": epoch_times,
         "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,
@@ -167,15 +200,14 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "hyperparameters": hyperparameters(config),
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"])},
     }
+    results = json_safe(results)  # strict JSON: NaN and infinities become null
     if config["results_file"]:
-        atomic_write_text(config["results_file"], json.dumps(results, indent=2, default=str))
+        write_json(config["results_file"], results)
         logger.info(f"results written to {config['results_file']}")
     if config["predictions_file"] and test_frame is not None:
-        path = config["predictions_file"]
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        test_frame.to_csv(f"{path}.tmp-{os.getpid()}", index=False)
-        os.replace(f"{path}.tmp-{os.getpid()}", path)
-        logger.info(f"test predictions written to {path}")
+        with atomic_output(config["predictions_file"]) as tmp:
+            test_frame.to_csv(tmp, index=False)
+        logger.info(f"test predictions written to {config['predictions_file']}")
     return results
 
 
@@ -189,5 +221,5 @@ def hyperparameters(config):
         if isinstance(value, (str, int, float, bool, type(None))):
             out[key] = value
         elif isinstance(value, (list, tuple, dict)):
-            out[key] = json.loads(json.dumps(value, default=str))
+            out[key] = json_safe(value)
     return out

@@ -5,11 +5,13 @@ import pandas as pd
 import pytest
 import torch
 
-import recbole_lda  # noqa: F401  (applies the compat patches)
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
+from recbole_lda import compat
 from recbole_lda.config import Config
-from recbole_lda.utils import get_model
+from recbole_lda.registry import get_model
+
+compat.apply()  # what every run does first (recbole_lda.quick_start.run)
 
 # Tests use tiny tensors: one thread avoids intra-op spin overhead (and contention on 2 cores).
 torch.set_num_threads(1)

@@ -18,7 +18,7 @@ import recbole_lda  # noqa: F401  (applies the compat patches)
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 from recbole_lda.config import Config
-from recbole_lda.utils import get_model
+from recbole_lda.registry import get_model
 
 BASELINES = ["WLR", "D2Q", "OR", "CWM", "TPM"]
 HEADER = "user_id:token\titem_id:token\tlabel:float\tduration:float\n"

@@ -146,13 +146,14 @@ def test_lda_beats_vr_over_three_seeds(tmp_path):
     assert scores["LDA"]["xauc"] > scores["VR"]["xauc"], scores
 
 
-def test_recbole_models_are_refused_before_any_work(tmp_path):
-    """Lookup falls back to RecBole's models (FM here), but they predict click scores, not
-    seconds of watch time: run says so before preparing any data."""
+def test_unknown_and_recbole_models_are_refused_before_any_work(tmp_path):
+    """Only watch-time models can be named (RecBole's own predict click scores, not seconds):
+    an unknown name fails at once, with the closest registered names."""
     from recbole_lda.quick_start import run
-    from recbole_lda.utils import get_model
+    from recbole_lda.registry import UnknownNameError
 
-    assert get_model("FM").__module__.startswith("recbole.model")
-    with pytest.raises(ValueError, match="FM is one of RecBole's own models.*VR, WLR"):
+    with pytest.raises(UnknownNameError, match=r"unknown model 'FM'.*models: LDA, VR, WLR"):
         run("FM", "synthetic", config_dict={"data_path": str(tmp_path / "data"), "log_dir": None})
+    with pytest.raises(UnknownNameError, match=r"unknown model 'lda'; did you mean LDA\?"):
+        run("lda", "synthetic", config_dict={"data_path": str(tmp_path / "data"), "log_dir": None})
     assert not (tmp_path / "data").exists()

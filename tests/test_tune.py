@@ -30,7 +30,7 @@ from recbole_lda.studies import (
     read_search_space,
 )
 from recbole_lda.tune import parser
-from recbole_lda.utils import WATCH_TIME_MODELS
+from recbole_lda.registry import WATCH_TIME_MODELS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SYNTHETIC = ["--synthetic_rows=4000", "--synthetic_users=100", "--synthetic_items=150"]

@@ -13,6 +13,8 @@ Everything here is computed from the TRAINING split only:
   sequences (`random`); the last two are ablations.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -83,35 +85,71 @@ def kmeans(x, k, iters, rng):
     return centers
 
 
-def build_anchors(seqs, config, seed):
+def build_anchors(seqs, source, num_anchors, seed, vq=None, kmeans_iters=30):
     """K anchors per bucket from sequences (D, L, n).
+
+    Args:
+        seqs: (D, L, n) sorted label sequences, log(1 + ratio).
+        source: vqvae (the method), kmeans or random (ablations).
+        num_anchors: K.
+        seed: seed of the VQ-VAE initialisation and batches, or of k-means / the draw.
+        vq: for vqvae, dict of hidden_size, code_dim, beta, steps, batch_size,
+            learning_rate, dead_code_reset_every (properties/model/LDA.yaml's vq_* keys).
+        kmeans_iters: Lloyd iterations for kmeans.
 
     Returns (anchors (D, K, n) float32 tensor in log(1 + ratio) space, per-bucket reports,
     the trained VQ-VAE or None).
     """
-    source = config["anchor_source"]
-    num_anchors = config["num_anchors"]
     rng = np.random.default_rng(seed)
     if source == "vqvae":
         gen = torch.Generator().manual_seed(seed)
-        vq = SequenceVQVAE(
-            seqs.shape[0], seqs.shape[2], config["vq_hidden_size"], config["vq_code_dim"], num_anchors, config["vq_beta"]
-        )
+        model = SequenceVQVAE(seqs.shape[0], seqs.shape[2], vq["hidden_size"], vq["code_dim"], num_anchors, vq["beta"])
         reports = train_vqvae(
-            vq,
+            model,
             torch.from_numpy(seqs),
-            steps=config["vq_steps"],
-            batch_size=config["vq_batch_size"],
-            lr=config["vq_learning_rate"],
-            reset_every=config["vq_dead_code_reset_every"],
+            steps=vq["steps"],
+            batch_size=vq["batch_size"],
+            lr=vq["learning_rate"],
+            reset_every=vq["dead_code_reset_every"],
             generator=gen,
         )
         with torch.no_grad():
-            return vq.anchors(), reports, vq
+            return model.anchors(), reports, model
     if source == "kmeans":
-        anchors = np.stack([kmeans(s, num_anchors, config["kmeans_iters"], rng) for s in seqs])
+        anchors = np.stack([kmeans(s, num_anchors, kmeans_iters, rng) for s in seqs])
     elif source == "random":
         anchors = np.stack([s[rng.choice(len(s), num_anchors, replace=False)] for s in seqs])
     else:
         raise ValueError(f"anchor_source must be vqvae, kmeans or random, got {source!r}")
     return torch.tensor(anchors, dtype=torch.float32), [{"bucket": b} for b in range(len(seqs))], None
+
+
+@dataclass
+class AnchorFit:
+    """Step 1's result, all from the training split."""
+
+    edges: np.ndarray  # (D_eff + 1,) duration bucket edges, seconds
+    sequences: np.ndarray  # (D_eff, L, n) label sequences, log(1 + ratio)
+    anchors: torch.Tensor  # (D_eff, K, n) anchors, log(1 + ratio)
+    reports: list  # per bucket: codebook usage etc.
+    vqvae: object  # the trained SequenceVQVAE (anchor_source: vqvae), else None
+
+
+def fit_anchors(ratios, durations, sources, *, num_buckets, num_anchors, num_sequences, sequence_length,
+                min_source_size, anchor_source, seed, vq=None, kmeans_iters=30):
+    """Step 1 of LDA: duration buckets, label sequences per bucket, K anchors per bucket.
+
+    Args:
+        ratios, durations: (N,) training watch ratios and durations (seconds).
+        sources: (N,) user or item ids that sequences are drawn from, or None (whole bucket).
+        num_buckets: D (fewer when durations have tied quantiles).
+        the rest: see `sample_sequences` and `build_anchors`.
+    """
+    edges = duration_bucket_edges(durations, num_buckets)
+    buckets = assign_buckets(durations, edges)
+    rng = np.random.default_rng(seed)
+    seqs = sample_sequences(
+        ratios, buckets, sources, len(edges) - 1, num_sequences, sequence_length, min_source_size, rng
+    )
+    anchors, reports, vqvae = build_anchors(seqs, anchor_source, num_anchors, seed, vq, kmeans_iters)
+    return AnchorFit(edges, seqs, anchors, reports, vqvae)

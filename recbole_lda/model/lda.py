@@ -16,8 +16,8 @@ towards them.
 3. Prediction. beta_ik = softmax_k(cos(h_i, p_k) / temperature) over the anchors in scope;
    y_i = duration_i * g(sum_k beta_ik p_k), g a small MLP giving a non-negative watch ratio.
 
-Loss = regression + lambda_ot * alignment (+ lambda_vq * VQ-VAE loss when joint); RecBole
-logs the three parts (`loss_names`).
+Loss = regression + lambda_ot * alignment (+ lambda_vq * VQ-VAE loss when joint); the trainer
+logs the three parts under their `loss_names`.
 
 Unpublished details and our choices (all YAML keys, properties/model/LDA.yaml): D, K, n,
 L and how sequences are drawn; phi_a acts on an anchor's decoded quantile function (so
@@ -35,15 +35,16 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
-from recbole_lda.backbone import WatchTimeRecommender
-from recbole_lda.model.anchors import assign_buckets, build_anchors, duration_bucket_edges, sample_sequences
+from recbole_lda.backbone import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model.anchors import assign_buckets, fit_anchors
 from recbole_lda.model.ot import alignment_targets
 from recbole_lda.model.vq import sample_batch
-from recbole_lda.utils import interactions
+from recbole_lda.trainer import interactions
 
 logger = logging.getLogger(__name__)
 
-REGRESSION_LOSSES = {"mse": F.mse_loss, "l1": F.l1_loss, "huber": F.smooth_l1_loss}
+# The VQ-VAE settings of step 1 (LDA.yaml's vq_<key>).
+VQ_KEYS = ("hidden_size", "code_dim", "beta", "steps", "batch_size", "learning_rate", "dead_code_reset_every")
 
 
 class LDA(WatchTimeRecommender):
@@ -51,15 +52,6 @@ class LDA(WatchTimeRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        for key, allowed in (
-            ("regression_loss", REGRESSION_LOSSES),
-            ("anchor_training", ("pretrain", "joint")),
-            ("anchor_scope", ("bucket", "all")),
-            ("predictor_input", ("anchors", "anchors+instance")),
-            ("sequence_sampling", ("random", "user", "item")),
-        ):
-            if config[key] not in allowed:
-                raise ValueError(f"{key} must be one of {sorted(allowed)}, got {config[key]!r}")
         self.regression_loss = REGRESSION_LOSSES[config["regression_loss"]]
         self.lambda_ot = config["lambda_ot"]
         self.lambda_vq = config["lambda_vq"]
@@ -67,6 +59,8 @@ class LDA(WatchTimeRecommender):
         self.scope = config["anchor_scope"]
         self.predictor_input = config["predictor_input"]
         self.joint = config["anchor_training"] == "joint"
+        if self.joint and config["anchor_source"] != "vqvae":
+            raise ValueError("anchor_training: joint needs anchor_source: vqvae")
         self.ot_args = dict(
             reg=config["ot_reg"], reg_m=config["ot_reg_m"], max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"]
         )
@@ -75,49 +69,42 @@ class LDA(WatchTimeRecommender):
         self.label_bandwidth = config["ot_label_bandwidth"]
 
         # --- step 1: buckets and anchors, from the training split only
-        labels, durations = self.train_labels(dataset)
-        labels, durations = labels.numpy(), durations.numpy()
-        ratios = labels / np.maximum(durations, 1e-6)
-        edges = duration_bucket_edges(durations, config["num_buckets"])
-        self.register_buffer("bucket_edges", torch.tensor(edges, dtype=torch.float32))
-        self.num_buckets = len(edges) - 1
+        labels, durations = (t.numpy() for t in self.train_labels(dataset))
+        source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
+        fit = fit_anchors(
+            labels / np.maximum(durations, 1e-6),
+            durations,
+            dataset.inter_feat[source_field].numpy() if source_field else None,
+            num_buckets=config["num_buckets"],
+            num_anchors=config["num_anchors"],
+            num_sequences=config["num_sequences"],
+            sequence_length=config["sequence_length"],
+            min_source_size=config["min_source_size"],
+            anchor_source=config["anchor_source"],
+            seed=config["seed"],
+            vq={key: config[f"vq_{key}"] for key in VQ_KEYS},
+            kmeans_iters=config["kmeans_iters"],
+        )
+        self.register_buffer("bucket_edges", torch.tensor(fit.edges, dtype=torch.float32))
+        self.num_buckets = len(fit.edges) - 1
         if self.num_buckets < config["num_buckets"]:
             logger.warning(f"durations have tied quantiles: {self.num_buckets} buckets instead of {config['num_buckets']}")
-        buckets = assign_buckets(durations, edges)
-        source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
-        sources = dataset.inter_feat[source_field].numpy() if source_field else None
-        seqs = sample_sequences(
-            ratios,
-            buckets,
-            sources,
-            self.num_buckets,
-            config["num_sequences"],
-            config["sequence_length"],
-            config["min_source_size"],
-            np.random.default_rng(config["seed"]),
-        )
-        anchors, self.anchor_reports, vqvae = build_anchors(seqs, config, config["seed"])
-        for report in self.anchor_reports:
+        self.anchor_reports = fit.reports
+        for report in fit.reports:
             if "codes_used" in report:
                 logger.info(
                     f"bucket {report['bucket']}: {report['codes_used']}/{config['num_anchors']} codes used, "
                     f"perplexity {report['perplexity']:.2f}, reconstruction mse {report['reconstruction_mse']:.4f}, "
                     f"dead-code restarts {report['dead_code_restarts']}"
                 )
-        self.num_anchors = anchors.shape[1]
+        self.num_anchors = fit.anchors.shape[1]
         self.register_buffer("anchor_bucket", torch.arange(self.num_buckets).repeat_interleave(self.num_anchors))
         if self.joint:
-            if vqvae is None:
-                raise ValueError("anchor_training: joint needs anchor_source: vqvae")
-            self.vqvae = vqvae
-            self.register_buffer("sequences", torch.from_numpy(seqs))  # (D, L, n), drawn per batch
+            self.vqvae = fit.vqvae
+            self.register_buffer("sequences", torch.from_numpy(fit.sequences))  # (D, L, n), drawn per batch
             self.vq_batch_size = config["vq_batch_size"]
         else:
-            self.register_buffer("anchor_quantiles", anchors)  # (D, K, n), fixed
-        if config["anchor_plot_file"]:
-            from recbole_lda.plots import plot_anchors
-
-            plot_anchors(ratios, buckets, edges, anchors.numpy(), config["anchor_plot_file"])
+            self.register_buffer("anchor_quantiles", fit.anchors)  # (D, K, n), fixed
 
         # --- step 2 and 3: shared space, predictor
         dim = config["projection_dim"]

@@ -1,0 +1,4 @@
+"""recbole-lda's YAML defaults, shipped inside the package as `recbole_lda.properties`
+(pyproject.toml maps this folder there); found with importlib.resources, never by a path
+relative to the checkout. overall.yaml, model/<MODEL>.yaml, dataset/<DATASET>.yaml,
+tune/<MODEL>.yaml (search spaces)."""
