@@ -16,7 +16,6 @@ No tuning happens here: for tuned comparisons use `python -m recbole_lda.tune`.
 """
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -24,21 +23,19 @@ import sys
 import numpy as np
 import pandas as pd
 
+from recbole_lda.fileio import atomic_output, atomic_write_text, read_json, write_json
+from recbole_lda.options import OptionError, parse_key_values
+
 METRICS = ("mae", "xauc", "xgauc", "rmse")
 
 
 def parse_entry(entry):
     """`LDA[lambda_ot=0;temperature=0.5]` -> ("LDA", {"lambda_ot": "0", "temperature": "0.5"})."""
-    match = re.fullmatch(r"\s*(\w+)\s*(?:\[(.*)\])?\s*", entry)
+    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", entry)
     if not match:
-        raise ValueError(f"bad model entry {entry!r}: expected NAME or NAME[key=value;...]")
-    overrides = {}
-    for pair in filter(None, (match.group(2) or "").split(";")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise ValueError(f"bad override {pair!r} in {entry!r}")
-        overrides[key.strip()] = value.strip()
-    return match.group(1), overrides
+        raise OptionError(f"bad entry {entry!r}: expected NAME or NAME[key=value;...]")
+    pairs = [f"--{pair.strip()}" for pair in (match.group(2) or "").split(";") if pair.strip()]
+    return match.group(1), parse_key_values(pairs, what=f"override in {entry!r}")
 
 
 def split_entries(text):
@@ -128,51 +125,68 @@ def to_markdown(table):
     return "\n".join(lines)
 
 
+def check_runs(jobs, common):
+    """Build the configuration of every (dataset, entry) once, before any run starts: an
+    unknown key or a bad value anywhere fails the whole comparison now, not hours in."""
+    from recbole_lda.config import Config, check_dataset_name
+    from recbole_lda.options import OptionError
+
+    for (dataset, data_overrides), entry in dict.fromkeys((d, e) for d, e, _ in jobs):
+        model, overrides = parse_entry(entry)
+        check_dataset_name(dataset)
+        try:
+            Config(model, dataset, cmd_overrides={**common, **dict(data_overrides), **overrides})
+        except OptionError as err:
+            raise OptionError(f"{entry} on {dataset}: {err}") from None
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
     parser.add_argument("--models", required=True, help="comma-separated entries: NAME or NAME[key=value;...]")
     parser.add_argument("--datasets", default="synthetic")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (model init and batch order)")
     parser.add_argument("--output_dir", required=True)
     args, rest = parser.parse_known_args(argv)
-    common = {}
-    for arg in rest:
-        key, sep, value = arg[2:].partition("=")
-        if not arg.startswith("--") or not sep:
-            parser.error(f"unrecognised argument {arg!r} (expected --key=value)")
-        common[key] = value
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    common = parse_key_values(rest)
 
-    from recbole_lda.quick_start import atomic_write_text, run
+    from recbole_lda import compat
+    from recbole_lda.quick_start import run
 
+    compat.apply()
+    entries = split_entries(args.models)
+    datasets = [(name, tuple(overrides.items())) for name, overrides in map(parse_entry, split_entries(args.datasets))]
+    jobs = [(d, e, s) for d in datasets for e in entries for s in range(args.seeds)]
+    check_runs(jobs, common)
     runs_dir = os.path.join(args.output_dir, "runs")
     os.makedirs(runs_dir, exist_ok=True)
-    entries = split_entries(args.models)
-    datasets = [parse_entry(d) for d in split_entries(args.datasets)]
-    jobs = [(d, e, s) for d in datasets for e in entries for s in range(args.seeds)]
     records = []
     for n, ((dataset, data_overrides), entry, seed) in enumerate(jobs, 1):
         model, overrides = parse_entry(entry)
-        overrides = {**data_overrides, **overrides}
+        overrides = {**dict(data_overrides), **overrides}
         path = os.path.join(runs_dir, run_label(entry, dataset, seed) + ".json")
         if os.path.exists(path):
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}: reusing {path}", file=sys.stderr)
-            with open(path) as f:
-                result = json.load(f)
+            result = read_json(path)
         else:
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}", file=sys.stderr)
             cmd = {**common, **overrides, "seed": str(seed), "show_progress": common.get("show_progress", "False")}
             result = run(model, dataset, cmd_overrides=cmd)
-            atomic_write_text(path, json.dumps(result, indent=2, default=str))
+            write_json(path, result)
         records.append(run_record(result, dataset, entry.strip(), seed))
     table = summarise(records)
-    table.to_csv(os.path.join(args.output_dir, "summary.csv"), index=False)
+    with atomic_output(os.path.join(args.output_dir, "summary.csv")) as tmp:
+        table.to_csv(tmp, index=False)
     atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table))
-    atomic_write_text(
-        os.path.join(args.output_dir, "summary.json"),
-        json.dumps({"command": ["python", "-m", "recbole_lda.compare", *sys.argv[1:]], "runs": records, "summary": table.to_dict("records")}, indent=2, default=str),
-    )
+    command = ["python", "-m", "recbole_lda.compare", *(sys.argv[1:] if argv is None else argv)]
+    write_json(os.path.join(args.output_dir, "summary.json"),
+               {"command": command, "runs": records, "summary": table.to_dict("records")})
     print(to_markdown(table))
 
 
 if __name__ == "__main__":
-    main()
+    from recbole_lda.errors import guarded
+
+    guarded(main)

@@ -114,8 +114,8 @@ class Config(RecBoleConfig):
         if owners:
             raise OptionError(f"unknown option {self._where(unknown[0])} for {self.model}: it is a key of {', '.join(owners)}")
         check_known(given, known, self._where, prefix)
-        specs = merged_specs([os.path.join(properties_dir(), "overall.yaml"), *yaml_files("model").values(),
-                              *yaml_files("dataset").values()])
+        # this run's files, plus every dataset's: a key that is off (~) in one dataset may be set in another
+        specs = merged_specs([*yaml_files("dataset").values(), *(p for p in self._our_files if os.path.isfile(p))])
         check_values({k: self.final_config_dict.get(k) for k in specs if k in self.final_config_dict}, specs, self._where)
         epochs, eval_step = self.final_config_dict["epochs"], self.final_config_dict["eval_step"]
         if eval_step > epochs:

@@ -1,7 +1,8 @@
 """The leaderboard of a tuning output folder (`python -m recbole_lda.tune`), built from the
 stored results alone: no training, no Ray.
 
-    python -m recbole_lda.tune --leaderboard_only --output_dir=DIR [--proposed=LDA]
+    python -m recbole_lda.leaderboard --output_dir=DIR [--proposed=LDA]
+    (the same as python -m recbole_lda.tune --leaderboard_only --output_dir=DIR)
 
 Reads DIR/tuning/<METHOD>__<DATASET>.json (finished studies) and the final runs
 DIR/runs/<METHOD>__<DATASET>__seed<k>.json made with each study's best configuration, and
@@ -21,6 +22,7 @@ best-per-column flags, the comparison columns (on the proposed method's rows), t
 tuning budget and the chosen configuration.
 """
 
+import argparse
 import glob
 import json
 import logging
@@ -32,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_lda.compare import parse_entry, run_label, run_record, summarise
+from recbole_lda.fileio import atomic_output, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -47,18 +50,13 @@ class Board:
     paths: dict
 
 
-def _read(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def collect(output_dir):
     """(finished studies, per-seed records) stored under `output_dir`, in the order of the
     manifest (the last command's methods and datasets), then by name."""
-    studies = [_read(p) for p in sorted(glob.glob(os.path.join(output_dir, "tuning", "*.json")))
+    studies = [read_json(p) for p in sorted(glob.glob(os.path.join(output_dir, "tuning", "*.json")))
                if not p.endswith(".study.json")]
     manifest_path = os.path.join(output_dir, "manifest.json")
-    manifest = _read(manifest_path) if os.path.exists(manifest_path) else {}
+    manifest = read_json(manifest_path) if os.path.exists(manifest_path) else {}
     methods, datasets = manifest.get("methods", []), manifest.get("datasets", [])
 
     def rank(study):
@@ -74,7 +72,7 @@ def collect(output_dir):
             match = re.fullmatch(re.escape(prefix) + r"(\d+)\.json", os.path.basename(path))
             if not match:
                 continue
-            run = _read(path)
+            run = read_json(path)
             if run.get("tuned_params") != study["best"]["params"]:
                 logger.warning(f"{path}: not made with the study's best configuration; left out")
                 continue
@@ -279,17 +277,9 @@ def plot(table, path, proposed):
             ax.grid(axis="y", alpha=0.3)
     fig.suptitle("Test scores of the tuned methods, mean ± std over seeds", fontsize=10)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=120)
+    with atomic_output(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_text(path, text):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
 
 
 def build(output_dir, proposed=None):
@@ -300,10 +290,26 @@ def build(output_dir, proposed=None):
     table = build_table(studies, records, proposed)
     markdown = to_markdown(table, studies, manifest, proposed)
     paths = {ext: os.path.join(output_dir, f"leaderboard.{ext}") for ext in ("md", "csv", "tex", "png")}
-    _write_text(paths["md"], markdown)
-    csv_tmp = f"{paths['csv']}.tmp-{os.getpid()}"
-    table.to_csv(csv_tmp, index=False)
-    os.replace(csv_tmp, paths["csv"])
-    _write_text(paths["tex"], to_latex(table, proposed))
+    atomic_write_text(paths["md"], markdown)
+    with atomic_output(paths["csv"]) as tmp:
+        table.to_csv(tmp, index=False)
+    atomic_write_text(paths["tex"], to_latex(table, proposed))
     plot(table, paths["png"], proposed)
     return Board(table, markdown, paths)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)
+    parser.add_argument("--output_dir", required=True, help="a tuning output folder (python -m recbole_lda.tune)")
+    parser.add_argument("--proposed", default=None, help="the method compared with the best baseline")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.output_dir):
+        raise FileNotFoundError(f"--output_dir={args.output_dir}: no such folder")
+    print(build(args.output_dir, proposed=args.proposed).markdown)
+
+
+if __name__ == "__main__":
+    from recbole_lda.errors import guarded
+
+    guarded(main)

@@ -4,7 +4,6 @@ files a tuning output folder holds. `recbole_lda.tune` runs the studies on Ray.
 """
 
 import hashlib
-import json
 import logging
 import math
 import os
@@ -14,16 +13,18 @@ from dataclasses import asdict, dataclass, field
 import yaml
 
 from recbole_lda.compare import parse_entry, run_label, split_entries
+from recbole_lda.fileio import json_safe, read_json, write_json
+from recbole_lda.options import OptionError, parse_key_values, properties_dir
 
 logger = logging.getLogger(__name__)
 
-SPACE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "properties", "tune")
+SPACE_DIR = os.path.join(properties_dir(), "tune")
 
 # Distributions of a search-space YAML entry and the number of their arguments.
 DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "randint": 2, "lograndint": 2}
 
 # Keys the harness sets for every run; the command line must not set them.
-HARNESS_KEYS = ("torch_num_threads", "gpu_id", "checkpoint_dir", "results_file", "predictions_file")
+HARNESS_KEYS = ("torch_num_threads", "gpu_id", "keep_checkpoint", "results_file", "predictions_file")
 
 # Display keys the harness sets for every run unless the command line does.
 QUIET_KEYS = {"state": "WARNING", "show_progress": "False"}
@@ -139,10 +140,7 @@ def parse_command_overrides(rest, datasets):
     """Trailing `--key=value` -> (common {key: value}, per dataset {dataset: {key: value}},
     per-dataset config files {dataset: [paths]}). `--key.DATASET=value` applies to DATASET only."""
     common, per_dataset, files = {}, {d: {} for d in datasets}, {d: [] for d in datasets}
-    for arg in rest:
-        key, sep, value = arg[2:].partition("=")
-        if not arg.startswith("--") or not sep or not key:
-            raise ValueError(f"unrecognised argument {arg!r} (expected --key=value or --key.DATASET=value)")
+    for key, value in parse_key_values(rest).items():
         base, dot, target = key.rpartition(".")
         if not dot:
             common[key] = value
@@ -219,7 +217,7 @@ def resolve_study(study):
     return prepared
 
 
-def run_overrides(study, workdir, seed=None):
+def run_overrides(study, seed=None):
     """The command-line keys of one run: the study's fixed keys and the harness's."""
     gpus = study.resources.get("gpu", 0)
     overrides = dict(study.overrides)
@@ -227,7 +225,7 @@ def run_overrides(study, workdir, seed=None):
         torch_num_threads=str(max(1, int(study.resources.get("cpu", 1)))),
         # RecBole sets CUDA_VISIBLE_DEVICES from gpu_id: hand it the GPU Ray assigned.
         gpu_id=os.environ.get("CUDA_VISIBLE_DEVICES", "") if gpus else "",
-        checkpoint_dir=os.path.join(workdir, "saved"),
+        keep_checkpoint="False",
         results_file="None",
         predictions_file="None",
     )
@@ -257,22 +255,6 @@ def budget(study, args):
 # Files
 
 
-def atomic_write_json(path, obj):
-    """Write JSON through a temporary file and a rename (never a half-written file)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=2, default=str)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
-
-
 def finite_or_none(value):
     try:
         value = float(value)
@@ -289,19 +271,64 @@ def read_tail(path, chars=2000):
         return f.read()[-chars:]
 
 
-def check_settings(path, settings):
-    """Stop if `path` (a study file) holds other settings; write it when missing."""
+def check_settings(path, settings, has_results):
+    """Stop if `path` (a study file) holds other settings and the study has results (a
+    finished trial or run); otherwise (re)write it with these settings."""
+    current = json_safe(settings)
     if os.path.exists(path):
         stored = read_json(path)["settings"]
-        current = json.loads(json.dumps(settings, default=str))
         if stored != current:
             diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-            raise ValueError(
-                f"{path} was made with other settings (differences in {diff}); finished results are never "
-                f"overwritten: use another --output_dir, or the original settings"
-            )
-    else:
-        atomic_write_json(path, {"settings": settings})
+            if has_results:
+                raise OptionError(
+                    f"{path} was made with other settings (differences in {diff}); finished results are never "
+                    f"overwritten: use another --output_dir, or the original settings"
+                )
+            logger.info(f"{path}: no trial of the earlier settings finished; starting over with these")
+    write_json(path, {"settings": current})
+
+
+def check_ray_address(address, timeout=10.0):
+    """Fail at once when nothing answers at a Ray cluster's HOST:PORT (Ray itself retries
+    for minutes before giving up)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise OptionError(f"--ray_address={address!r}: expected HOST:PORT")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as err:
+        raise OptionError(f"--ray_address={address}: no Ray cluster answers there ({err.strerror or err})") from None
+
+
+def check_studies(studies):
+    """Every study's configuration and search-space keys, before any data is prepared or
+    any trial runs: an unknown key or a bad value fails the command now."""
+    from recbole_lda.config import Config, check_dataset_name
+
+    for study in studies:
+        check_dataset_name(study.dataset)
+        try:
+            config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
+        except OptionError as err:
+            raise OptionError(f"{study.entry} on {study.dataset}: {err}") from None
+        unknown = sorted(k for k in study.space if k not in config.internal_config_dict)
+        if unknown:
+            raise OptionError(f"search space of {study.model}: unknown keys {unknown}")
+
+
+def select_best(records, mode):
+    """The trial record with the best `valid_score` (lowest for mode 'min', highest for
+    'max'), among trials that gave a finite score and did not diverge (a diverged trial is
+    not selected even on a score from before: its final runs would likely diverge too);
+    None when no trial qualifies. Ties go to the first record."""
+    scored = [r for r in records if finite_or_none(r.get("valid_score")) is not None and not r.get("diverged")]
+    if not scored:
+        return None
+    sign = 1 if mode == "min" else -1
+    return min(scored, key=lambda r: sign * r["valid_score"])
 
 
 def tuning_path(output_dir, study):

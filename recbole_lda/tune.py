@@ -64,28 +64,28 @@ Output (OUTPUT_DIR):
 
 import argparse
 import logging
-import math
 import os
 import shlex
 import sys
-import tempfile
 import time
 
+from recbole_lda.fileio import read_json, write_json
+from recbole_lda.options import OptionError
 from recbole_lda.studies import (
     SPACE_DIR,
-    atomic_write_json,
     budget,
     build_studies,
+    check_ray_address,
     check_settings,
+    check_studies,
     finite_or_none,
-    read_json,
     read_tail,
     resolve_study,
-    run_overrides,
     run_path,
-    study_budget,
+    select_best,
     tuning_path,
 )
+from recbole_lda.trials import final_run, fmt_duration, progress_callback, ray_search_space, tune_trial
 
 logger = logging.getLogger(__name__)
 
@@ -100,124 +100,6 @@ class Interrupted(RuntimeError):
 
 class StudyFailed(RuntimeError):
     """No trial of a study can be selected (every one diverged or errored)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Search spaces
-
-
-def ray_search_space(space):
-    """The Ray Tune sampling objects of a parsed search space."""
-    from ray import tune
-
-    return {key: getattr(tune, name)(args) if name == "choice" else getattr(tune, name)(*args)
-            for key, (name, args) in ((k, next(iter(v.items()))) for k, v in space.items())}
-
-
-# ---------------------------------------------------------------------------------------
-# What runs on the workers
-
-
-def _is_divergence(err):
-    return isinstance(err, ValueError) and "loss is nan" in str(err).lower()
-
-
-def tune_trial(params, study):
-    """Ray Tune trainable: one training run with the sampled `params`, reporting after
-    every validation the score so far (running best) to the scheduler."""
-    from ray.air import session
-
-    from recbole_lda.quick_start import run
-
-    worst = math.inf if study.mode == "min" else -math.inf
-    state = {"best": worst, "epoch": 0}
-    better = min if study.mode == "min" else max
-
-    def report(epoch_idx, valid_score):
-        score = float(valid_score)
-        state["best"] = better(state["best"], score) if math.isfinite(score) else state["best"]
-        state["epoch"] = epoch_idx + 1
-        session.report({f"valid_{study.metric}": score, study.score_key: state["best"], "epoch": epoch_idx + 1,
-                        "diverged": 0})
-
-    workdir = session.get_trial_dir()
-    overrides = run_overrides(study, workdir)
-    overrides.setdefault("log_dir", workdir)
-    try:
-        run(study.model, study.dataset, study.config_files or None, dict(params), overrides, saved=False,
-            callback_fn=report, evaluate_test=False)
-    except ValueError as err:
-        if not _is_divergence(err):
-            raise
-        # A configuration whose training diverges is a bad configuration, not a fault to retry.
-        session.report({f"valid_{study.metric}": worst, study.score_key: state["best"],
-                        "epoch": state["epoch"] + 1, "diverged": 1})
-
-
-def final_run(study, params, seed):
-    """Ray task: the best configuration with one seed, evaluated on test; the results dict."""
-    from recbole_lda.quick_start import run
-
-    with tempfile.TemporaryDirectory(prefix="recbole-lda-final-") as workdir:  # the best checkpoint
-        overrides = run_overrides(study, workdir, seed=seed)
-        overrides.setdefault("log_dir", "None")
-        return run(study.model, study.dataset, study.config_files or None, dict(params), overrides, saved=True)
-
-
-# ---------------------------------------------------------------------------------------
-# Progress
-
-
-def _fmt_duration(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
-
-
-def progress_callback(study, position, output_dir):
-    """A Tune callback printing a line (and rewriting OUTPUT_DIR/progress.json) whenever a
-    trial finishes or the best score changes, and at least every minute."""
-    from ray import tune
-
-    class Progress(tune.Callback):
-        def __init__(self):
-            self.start = time.time()
-            self.last = None
-            self.last_print = 0.0
-
-        def on_step_end(self, iteration, trials, **info):
-            done = [t for t in trials if t.status in ("TERMINATED", "ERROR")]
-            running = sum(t.status == "RUNNING" for t in trials)
-            scored = [(t.last_result.get(study.score_key), t) for t in trials
-                      if finite_or_none((t.last_result or {}).get(study.score_key)) is not None]
-            best = (min if study.mode == "min" else max)(scored, key=lambda s: s[0]) if scored else None
-            state = (len(done), running, best[0] if best else None)
-            if state == self.last:
-                return
-            # progress.json follows every change; the console gets a line when a trial
-            # finishes or the best score changes, and at least every minute.
-            printed = state[::2] != (self.last or (None, None, None))[::2] or time.time() - self.last_print > 60
-            self.last = state
-            progress = {
-                "phase": "tuning", "study": study.label, "method": study.entry, "dataset": study.dataset,
-                "study_index": position[0], "studies": position[1], "trials_total": study_budget(study),
-                "trials_done": len(done), "trials_errored": sum(t.status == "ERROR" for t in trials),
-                "trials_running": running, "trials_left": study_budget(study) - len(done),
-                "best_valid": None if best is None else {
-                    study.metric: best[0], "trial": best[1].trial_id, "epoch": best[1].last_result.get("epoch"),
-                    "params": {k: best[1].config.get(k) for k in study.space}},
-                "elapsed_s": time.time() - self.start, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "done_trial_ids": sorted(t.trial_id for t in done),
-            }
-            atomic_write_json(os.path.join(output_dir, "progress.json"), progress)
-            if not printed:
-                return
-            self.last_print = time.time()
-            best_text = f"best valid {study.metric.upper()} {best[0]:.4f}" if best else "no score yet"
-            print(f"[study {position[0]}/{position[1]}] {study.entry} on {study.dataset}: "
-                  f"{len(done)}/{study_budget(study)} trials done, {running} running; {best_text}; "
-                  f"{_fmt_duration(time.time() - self.start)}", file=sys.stderr, flush=True)
-
-    return Progress()
 
 
 # ---------------------------------------------------------------------------------------
@@ -290,17 +172,13 @@ def write_tuning(study, trials, args, wall_s, resumed):
             "time_s": finite_or_none(last.get("time_total_s")),
             "error": read_tail(t.error_file) if t.status == "ERROR" else None,
         })
-    # A trial whose training diverged is not selected, even on a score from before: its
-    # final runs would likely diverge too.
-    scored = [r for r in records if r["valid_score"] is not None and not r["diverged"]]
-    if not scored:
+    best = select_best(records, study.mode)
+    if best is None:
         errors = [r["error"] for r in records if r["error"]]
         raise StudyFailed(
             f"{study.entry} on {study.dataset}: no trial gave a validation score "
             f"({sum(r['diverged'] for r in records)} diverged, {len(errors)} errored)"
             + (f"; first error:\n{errors[0]}" if errors else ""))
-    sign = 1 if study.mode == "min" else -1
-    best = min(scored, key=lambda r: sign * r["valid_score"])
     tuning = {
         "settings": study.settings(),
         "method": study.entry,
@@ -319,7 +197,7 @@ def write_tuning(study, trials, args, wall_s, resumed):
         "trial_time_s": sum(r["time_s"] or 0.0 for r in records),  # training time of all trials, resumes aside
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    atomic_write_json(tuning_path(args.output_dir, study), tuning)
+    write_json(tuning_path(args.output_dir, study), tuning)
     return tuning
 
 
@@ -356,12 +234,12 @@ def run_final(studies, tunings, args):
         tuning = tunings[study.label]
         result.update(method=study.entry, study=study.label, tuned_params=tuning["best"]["params"],
                       tuning_valid_score=tuning["best"]["valid_score"])
-        atomic_write_json(run_path(args.output_dir, study, seed), result)
+        write_json(run_path(args.output_dir, study, seed), result)
         done += 1
         test = result["test_result"]
         print(f"[final runs {done}/{total}] {study.entry} on {study.dataset}, seed {seed}: test MAE {test['mae']:.4f}, "
-              f"XAUC {test['xauc']:.4f}; {_fmt_duration(time.time() - start)}", file=sys.stderr, flush=True)
-        atomic_write_json(os.path.join(args.output_dir, "progress.json"), {
+              f"XAUC {test['xauc']:.4f}; {fmt_duration(time.time() - start)}", file=sys.stderr, flush=True)
+        write_json(os.path.join(args.output_dir, "progress.json"), {
             "phase": "final runs", "runs_done": done, "runs_total": total, "runs_failed": len(failures),
             "last": {"method": study.entry, "dataset": study.dataset, "seed": seed, "test": test},
             "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -401,7 +279,7 @@ def write_manifest(args, argv, studies):
     previous = read_json(path) if os.path.exists(path) else {}
     methods = list(dict.fromkeys(previous.get("methods", []) + [s.entry for s in studies]))
     datasets = list(dict.fromkeys(previous.get("datasets", []) + [s.dataset for s in studies]))
-    atomic_write_json(path, {
+    write_json(path, {
         "command": "python -m recbole_lda.tune " + " ".join(shlex.quote(a) for a in argv),
         "methods": methods, "datasets": datasets, "seeds": args.seeds, "num_samples": args.num_samples,
         "proposed": args.proposed or previous.get("proposed") or "LDA", "started": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -450,10 +328,10 @@ def main(argv=None):
         p.error("--models and --num_samples are required (or --leaderboard_only)")
     if args.num_samples < 1 or args.seeds < 1 or args.cpus_per_trial < 1:
         p.error("--num_samples, --seeds and --cpus_per_trial must be at least 1")
-    try:
-        studies = build_studies(args, rest, args.search_spaces)
-    except (ValueError, FileNotFoundError) as err:
-        p.error(str(err))
+    studies = build_studies(args, rest, args.search_spaces)
+    check_studies(studies)  # every key and value of every study, before any work
+    if args.ray_address:
+        check_ray_address(args.ray_address)
     os.makedirs(args.output_dir, exist_ok=True)
     start = time.time()
     # Before any trial: every dataset prepared, every stored study checked (fail fast).
@@ -465,12 +343,15 @@ def main(argv=None):
                             "scheduler": args.scheduler}
             if args.scheduler == "asha":
                 study.budget.update(grace_period=args.grace_period, reduction_factor=args.reduction_factor)
-            check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings())
+            has_results = os.path.exists(tuning_path(args.output_dir, study)) or os.path.isdir(
+                os.path.join(args.output_dir, "ray", study.label))
+            check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings(),
+                           has_results)
             logger.info(f"{study.entry} on {study.dataset}: data {prepared.path} "
                         f"({prepared.meta.get('rows_per_split')}), search over {sorted(study.space)}")
     except (ValueError, FileNotFoundError) as err:  # includes dataset_prep's RawDataMissing and RawDataError
         print(f"error: {err}", file=sys.stderr)
-        return 2
+        return 2 if isinstance(err, OptionError) else 1
     write_manifest(args, argv, studies)
 
     import ray
@@ -504,7 +385,7 @@ def main(argv=None):
     if any(os.path.exists(run_path(args.output_dir, s, 0)) for s in studies):
         board = leaderboard.build(args.output_dir, proposed=args.proposed)
         print(board.markdown)
-    print(f"wall time {_fmt_duration(time.time() - start)}; results in {args.output_dir}", file=sys.stderr)
+    print(f"wall time {fmt_duration(time.time() - start)}; results in {args.output_dir}", file=sys.stderr)
     if failures:
         print("failed (a final run is retried when the command runs again):\n  " + "\n  ".join(failures),
               file=sys.stderr)
@@ -513,4 +394,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from recbole_lda.errors import guarded
+
+    sys.exit(guarded(main))
