@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recbole_lda.compare import parse_entry, run_label, run_record, summarise
+from recbole_lda.summary import parse_entry, run_label, run_record, summarise
 from recbole_lda.fileio import atomic_output, atomic_write_text, read_json
 
 logger = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ package; the `properties/` folder of the checkout) with a comment `# (type[, ran
 
 Types: int, float (ints accepted), bool, str, list, dict. A range is one or more of
 `>= x`, `> x`, `<= x`, `< x`; `str: a|b|c` lists the allowed values. `~` (None) is allowed
-exactly where one of our YAML files has it as the default. Keys that only RecBole defines
+exactly where one of our YAML files has it as the default or its comment says what `~ =` means. Keys that only RecBole defines
 (e.g. `gpu_id`, `state`) are known but checked by RecBole itself.
 """
 
@@ -107,7 +107,8 @@ def read_specs(path):
         for line in f:
             m = _LINE.match(line)
             if m:
-                spec = _parse_spec(m.group("spec"), m.group("value").strip() in ("~", "null"), path)
+                nullable = m.group("value").strip() in ("~", "null") or "~ =" in line[m.end():]
+                spec = _parse_spec(m.group("spec"), nullable, path)
                 if spec is not None:
                     specs[m.group("key")] = spec
     return specs

@@ -143,7 +143,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     config["data_path"] = prepared.path
     mark = perf_counter()
     data = create_dataset(config)
-    logger.info(data)
+    logger.debug(data)
     train_data, valid_data, test_data = data_preparation(config, data)
     timings["recbole_load_s"] = perf_counter() - mark
 
@@ -151,7 +151,12 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     mark = perf_counter()
     net = model_class(config, train_data._dataset).to(config["device"])
     timings["model_init_s"] = perf_counter() - mark  # includes LDA's anchor pre-training
-    logger.info(net)
+    logger.debug(net)
+    logger.info(
+        f"{config['model']} on {config['dataset']}: {sum(p.numel() for p in net.parameters() if p.requires_grad):,} "
+        f"trainable parameters; rows train {len(train_data._dataset):,}, valid {len(valid_data._dataset):,}, "
+        f"test {len(test_data._dataset):,}"
+    )
     if config["anchor_plot_file"] and hasattr(net, "anchor_table"):
         from recbole_lda.plots import plot_model_anchors
 

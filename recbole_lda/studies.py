@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
-from recbole_lda.compare import parse_entry, run_label, split_entries
+from recbole_lda.summary import parse_entry, run_label, split_entries
 from recbole_lda.fileio import json_safe, read_json, write_json
 from recbole_lda.options import OptionError, parse_key_values, properties_dir
 

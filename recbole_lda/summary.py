@@ -1,0 +1,111 @@
+"""Entries and result tables shared by compare, tune and the leaderboard (pandas only).
+
+An entry names a model or dataset with overrides: `LDA[lambda_ot=0;temperature=0.5]`.
+A run's results dict (recbole_lda.quick_start.run) becomes one record; records become a
+table of mean and std over seeds.
+"""
+
+import re
+
+import numpy as np
+import pandas as pd
+
+from recbole_lda.options import OptionError, parse_key_values
+
+METRICS = ("mae", "xauc", "xgauc", "rmse")
+
+
+def parse_entry(entry):
+    """`LDA[lambda_ot=0;temperature=0.5]` -> ("LDA", {"lambda_ot": "0", "temperature": "0.5"})."""
+    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", entry)
+    if not match:
+        raise OptionError(f"bad entry {entry!r}: expected NAME or NAME[key=value;...]")
+    pairs = [f"--{pair.strip()}" for pair in (match.group(2) or "").split(";") if pair.strip()]
+    return match.group(1), parse_key_values(pairs, what=f"override in {entry!r}")
+
+
+def split_entries(text):
+    """Split on commas outside brackets (brackets may nest: `d[split_dates=[1,2]],e`)."""
+    entries, depth, current = [], 0, ""
+    for char in text:
+        depth += {"[": 1, "]": -1}.get(char, 0)
+        if char == "," and depth == 0:
+            entries.append(current)
+            current = ""
+        else:
+            current += char
+    return [e.strip() for e in entries + [current] if e.strip()]
+
+
+def run_label(entry, dataset, seed):
+    return re.sub(r"[^\w.=-]+", "_", f"{entry.strip()}__{dataset}__seed{seed}")
+
+
+def run_record(result, dataset, entry, seed):
+    """The figures of one run (a quick_start.run results dict) that a summary table uses."""
+    test, reference = result["test_result"], result["reference"]
+    return {
+        "dataset": dataset,
+        "entry": entry,
+        "seed": seed,
+        **{m: test.get(m, np.nan) for m in METRICS},
+        "epoch_s": result.get("train_time_per_epoch_s"),
+        "epochs": result.get("epochs_run"),
+        "train_mean_mae": reference["train_mean"]["test_mae"],
+        "oracle_mae": reference.get("oracle_median", {}).get("test_mae", np.nan),
+        # LDA: mean effective number of anchors exp(entropy of beta) on test
+        "beta_effective_anchors": result.get("test_report", {}).get("beta_effective_anchors", np.nan),
+    }
+
+
+def summarise(records):
+    """One row per (dataset, entry): mean and std over seeds, and time relative to VR."""
+    frame = pd.DataFrame(records)
+    rows = []
+    for (dataset, entry), group in frame.groupby(["dataset", "entry"], sort=False):
+        row = {"dataset": dataset, "model": entry, "seeds": len(group)}
+        for m in METRICS:
+            row[f"{m}_mean"], row[f"{m}_std"] = group[m].mean(), group[m].std(ddof=1) if len(group) > 1 else 0.0
+        row["epoch_s_mean"] = group["epoch_s"].mean()
+        row["epochs_mean"] = group["epochs"].mean()
+        row["train_mean_mae"] = group["train_mean_mae"].mean()
+        row["oracle_mae"] = group["oracle_mae"].mean()
+        row["beta_effective_anchors"] = group["beta_effective_anchors"].mean()
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    vr_time = table[table["model"] == "VR"].set_index("dataset")["epoch_s_mean"]
+    table["epoch_time_vs_VR"] = [
+        r.epoch_s_mean / vr_time[r.dataset] if r.dataset in vr_time.index else np.nan for r in table.itertuples()
+    ]
+    return table
+
+
+def _ratio(value):
+    return f"{value:.2f}x" if np.isfinite(value) else "n/a (no VR)"
+
+
+def _anchors(value):
+    return f"{value:.2f}" if np.isfinite(value) else "-"
+
+
+def to_markdown(table):
+    lines = []
+    for dataset, group in table.groupby("dataset", sort=False):
+        ref = group.iloc[0]
+        lines.append(f"### {dataset}")
+        lines.append("")
+        lines.append(
+            f"Predict-the-training-mean test MAE: {ref.train_mean_mae:.4f}"
+            + (f"; best achievable (true conditional median): {ref.oracle_mae:.4f}" if np.isfinite(ref.oracle_mae) else "")
+        )
+        lines.append("")
+        lines.append("| model | seeds | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR | beta eff. anchors |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in group.itertuples():
+            lines.append(
+                f"| {r.model} | {r.seeds} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
+                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} "
+                f"| {_anchors(r.beta_effective_anchors)} |"
+            )
+        lines.append("")
+    return "\n".join(lines)
