@@ -25,15 +25,14 @@ Raw data (shapes of the real datasets, values random):
 import argparse
 import json
 import os
-import platform
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_data import (
+    add_common_arguments, folder_bytes, machine, remove, run_stage_process, scratch_folder, write_report,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -41,10 +40,6 @@ sys.path.insert(0, str(ROOT))
 DATASETS = ("kuairec", "wechat", "kuairand")
 STAGES = ("generate", "convert", "prepare")
 CHUNK = 1_000_000
-
-
-def folder_bytes(path):
-    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
 # ---------------------------------------------------------------------------------------
@@ -252,65 +247,32 @@ def measure(args, dataset, stage, raw, data):
     """Run `stage` in a subprocess; return its wall time, peak RSS and output."""
     command = [sys.executable, __file__, "--stage", stage, "--dataset", dataset, "--raw", raw, "--data", data,
                "--size", str(args.size), "--seed", str(args.seed)]
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
-    out = child.stdout.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    wall = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{dataset} {stage} failed with exit code {os.waitstatus_to_exitcode(status)}")
-    result = {"wall_s": round(wall, 2), "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
-    result.update(json.loads(out.strip().splitlines()[-1]))
-    print(f"  {dataset} {stage}: {result}", flush=True)
-    return result
+    return run_stage_process(command, f"{dataset} {stage}")
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000], help="sizes to run")
     parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
-    parser.add_argument("--seed", type=int, default=2020)
-    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed after)")
-    parser.add_argument("--output", default="results/bench_converters.json", help="JSON file of the figures")
-    parser.add_argument("--stage", choices=STAGES, help=argparse.SUPPRESS)
+    add_common_arguments(parser, STAGES, "results/bench_converters.json")
     parser.add_argument("--dataset", choices=DATASETS, help=argparse.SUPPRESS)
-    parser.add_argument("--raw", help=argparse.SUPPRESS)
-    parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         return run_stage(args)
 
-    import pyarrow
-
-    report = {
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "pyarrow": pyarrow.__version__,
-                    "platform": platform.platform(), "load_average_at_start": os.getloadavg()},
-        "runs": [],
-    }
-    work = args.workdir or tempfile.mkdtemp(prefix="bench_converters-")
-    try:
+    report = {"machine": machine(), "runs": []}
+    with scratch_folder(args.workdir, "bench_converters-") as work:
         for size in args.rows:
             args.size = size
             for dataset in args.datasets:
                 print(f"{dataset}, {size} rows", flush=True)
                 raw, data = os.path.join(work, f"{dataset}-raw-{size}"), os.path.join(work, f"{dataset}-data-{size}")
-                shutil.rmtree(raw, ignore_errors=True)
-                shutil.rmtree(data, ignore_errors=True)
-                run = {"dataset": dataset, "rows": size}
-                for stage in STAGES:
-                    run[stage] = measure(args, dataset, stage, raw, data)
+                remove(raw, data)
+                run = {"dataset": dataset, "rows": size} | {stage: measure(args, dataset, stage, raw, data) for stage in STAGES}
                 run["load_average_after"] = os.getloadavg()
                 report["runs"].append(run)
-                shutil.rmtree(raw, ignore_errors=True)
-                shutil.rmtree(data, ignore_errors=True)
-    finally:
-        if not args.workdir:
-            shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    with open(args.output, "w") as f:
-        json.dump(report, f, indent=2)
-    print(f"written to {args.output}")
+                remove(raw, data)
+    write_report(args.output, report)
 
 
 if __name__ == "__main__":

@@ -1,26 +1,11 @@
-"""The preparation pipeline shared by every dataset: convert, cache, split, write atomic files.
+"""What the converters and the preparation pipeline share: the converter registry and
+interface, errors, the canonical `Tables`, config helpers, cache keys, and cache folders
+that are written whole (`atomic_dir`) and checked when read again (`read_record`).
 
-`prepare(config)` turns a dataset's raw files into the folder RecBole reads:
+The pipeline itself (`prepare`) is dataset_prep/pipeline.py; the split and the RecBole
+atomic files are dataset_prep/split.py; reading raw CSV files is dataset_prep/raw.py.
 
-1. The dataset's converter (a module registered in `CONVERTERS`) checks that its raw files
-   exist (fail fast, before any heavy work) and converts them into a canonical `Tables`
-   set: interactions with watch time and duration in seconds, optional user and item
-   feature tables, and the RecBole type of every feature column.
-2. The converted tables are cached as parquet under
-   `data_path/converted/<key>/`, keyed on the converter's version and options and on the
-   (path, size, mtime_ns) of every raw file it reads: a different raw folder, a changed
-   file or a changed option converts again.
-3. The interactions are split (`split: random` by `split_ratio` and `split_seed`, or
-   `split: time` by `split_dates`) and written as RecBole atomic files into
-   `data_path/prepared/<split>-<key>/`, keyed on the conversion key and the split options:
-   `{dataset}.train.inter`, `{dataset}.valid.inter`, `{dataset}.test.inter`, and
-   `{dataset}.user` / `{dataset}.item` when the dataset has such features, plus
-   `meta.json` (row counts, drop counts per rule, timings).
-
-Every folder is written under a temporary name and renamed into place, so a run that
-dies half-way never leaves a folder that a later run takes as complete.
-
-A converter module provides:
+A converter module (registered in `CONVERTERS`) provides:
     VERSION (int): bumped when its output changes, so that old caches are not reused.
     read_options(config) -> dict: its validated, JSON-serialisable options.
     default_raw_dir(data_path, options) -> str: where raw files go when
@@ -38,16 +23,12 @@ import logging
 import os
 import re
 import shutil
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.csv as pcsv
-import pyarrow.parquet as pq
+
+from recbole_lda.fileio import read_json
 
 logger = logging.getLogger(__name__)
 
@@ -59,13 +40,6 @@ CONVERTERS = {
     "kuairand": "dataset_prep.kuairand",
 }
 
-# Bump when the split or the atomic file format changes, so that old prepared folders are not reused.
-PREPARED_VERSION = 1
-
-# Fields every prepared dataset has, with their RecBole types.
-FIXED_FIELDS = {"user_id": "token", "item_id": "token", "label": "float", "duration": "float"}
-FIELD_TYPES = ("token", "float", "token_seq")
-SPLITS = ("train", "valid", "test")
 
 
 class RawDataMissing(FileNotFoundError):
@@ -74,6 +48,10 @@ class RawDataMissing(FileNotFoundError):
 
 class RawDataError(ValueError):
     """A raw file is malformed; the message names the file, column, line and expectation."""
+
+
+class DamagedCache(Exception):
+    """A cache folder that is incomplete or unreadable; the message says what is wrong."""
 
 
 @dataclass
@@ -89,6 +67,7 @@ class Tables:
     user / item: feature tables keyed by user_id / item_id, or None.
     rows_read: raw interaction rows read.
     rows_dropped: rule description -> rows dropped by it (rules apply in order).
+    missing_values: raw file name -> column -> values read as missing (raw.read_csv).
     """
 
     inter: pd.DataFrame
@@ -97,6 +76,7 @@ class Tables:
     item: pd.DataFrame = None
     rows_read: int = 0
     rows_dropped: dict = field(default_factory=dict)
+    missing_values: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -193,244 +173,42 @@ def atomic_dir(final):
 
 
 # ---------------------------------------------------------------------------------------
-# Split
+# Damaged cache folders
 
 
-def read_split_options(config):
-    """Validated split options: {split, split_ratio, split_seed} or {split, split_dates}."""
-    kind = require(config, "split")
-    if kind == "random":
-        ratio = require(config, "split_ratio")
-        if len(ratio) != 3 or any(r < 0 for r in ratio) or abs(sum(ratio) - 1) > 1e-6:
-            raise ValueError(f"split_ratio must be three non-negative shares (train, valid, test) summing to 1, got {ratio}")
-        seed = require(config, "split_seed")
-        if not isinstance(seed, (int, np.integer)):
-            raise ValueError(f"split_seed must be an integer, got {seed!r}")
-        return {"split": "random", "split_ratio": [float(r) for r in ratio], "split_seed": int(seed)}
-    if kind == "time":
-        dates = require(config, "split_dates")
-        if len(dates) != 2:
-            raise ValueError(f"split_dates must be [VALID_START, TEST_START] (YYYYMMDD), got {dates}")
-        for d in dates:
-            try:
-                datetime.strptime(str(int(d)), "%Y%m%d")
-            except ValueError:
-                raise ValueError(f"split_dates: {d!r} is not a YYYYMMDD date") from None
-        if not int(dates[0]) < int(dates[1]):
-            raise ValueError(f"split_dates must be increasing (VALID_START < TEST_START), got {dates}")
-        return {"split": "time", "split_dates": [int(d) for d in dates]}
-    raise ValueError(f"split must be 'random' or 'time', got {kind!r}")
+def check_files(folder, files):
+    """DamagedCache unless each file of `files` (name -> size in bytes) is in `folder` with that size."""
+    for name, size in files.items():
+        path = os.path.join(folder, name)
+        if not os.path.isfile(path):
+            raise DamagedCache(f"{name} is missing")
+        if os.path.getsize(path) != size:
+            raise DamagedCache(f"{name} has {os.path.getsize(path):,} bytes, {size:,} were written")
 
 
-def split_rows(inter, split):
-    """Row positions of each split, each sorted, as {train, valid, test} -> int array.
-
-    random: a permutation seeded by split_seed, cut at round(ratio * rows).
-    time: day < VALID_START train, VALID_START <= day < TEST_START valid, day >= TEST_START
-    test; rows whose day is unknown (0) are left out (reported as "unknown_day").
-    """
-    n = len(inter)
-    if split["split"] == "random":
-        perm = np.random.default_rng(split["split_seed"]).permutation(n)
-        r = split["split_ratio"]
-        cuts = [0, int(round(r[0] * n)), int(round((r[0] + r[1]) * n)), n]
-        parts = {name: np.sort(perm[cuts[k] : cuts[k + 1]]) for k, name in enumerate(SPLITS)}
-        detail = f"{r} of {n} rows"
-    else:
-        day = inter["day"].to_numpy()
-        valid_start, test_start = split["split_dates"]
-        known = day > 0
-        parts = {
-            "train": np.flatnonzero(known & (day < valid_start)),
-            "valid": np.flatnonzero((day >= valid_start) & (day < test_start)),
-            "test": np.flatnonzero(day >= test_start),
-        }
-        if (~known).any():
-            parts["unknown_day"] = np.flatnonzero(~known)
-            logger.info(f"time split: {int((~known).sum())} rows without a date left out")
-        detail = f"dates {split['split_dates']}, days {day[known].min() if known.any() else None}..{day.max()}"
-    for name in SPLITS:
-        if len(parts[name]) == 0:
-            raise ValueError(f"the {name} split is empty ({split['split']} split, {detail})")
-    return parts
+def read_record(folder, name):
+    """The JSON record `name` (tables.json, meta.json) of a cache folder, after checking
+    the files it lists; DamagedCache when the record or a file is missing or unreadable."""
+    try:
+        record = read_json(os.path.join(folder, name))
+    except FileNotFoundError:
+        raise DamagedCache(f"{name} is missing") from None
+    except (OSError, ValueError) as err:
+        raise DamagedCache(f"{name} is unreadable ({err})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("files"), dict):
+        raise DamagedCache(f"{name} does not list the folder's files")
+    check_files(folder, record["files"])
+    return record
 
 
-# ---------------------------------------------------------------------------------------
-# Atomic files
-
-
-def write_atomic_file(path, table, types):
-    """Write a RecBole atomic file: tab-separated, header `name:type`, no quoting.
-
-    Args:
-        path (str): the file.
-        table (pyarrow.Table): the columns to write; nulls are written as empty fields
-            (RecBole reads them as missing: [PAD] for tokens, the mean for floats).
-        types (dict[str, str]): column -> RecBole type.
-    """
-    header = "\t".join(f"{c}:{types[c]}" for c in table.column_names) + "\n"
-    with open(path, "wb") as f:
-        f.write(header.encode())
-        pcsv.write_csv(table, f, pcsv.WriteOptions(include_header=False, delimiter="\t", quoting_style="none"))
-
-
-def _check_tables(tables):
-    """Clear errors for a converter that breaks the Tables contract."""
-    needed = ["user_id", "item_id", "label", "duration", "day"]
-    missing = [c for c in needed if c not in tables.inter.columns]
-    if missing:
-        raise ValueError(f"converter output lacks inter column(s) {missing}")
-    for name, ftype in tables.field_types.items():
-        if ftype not in FIELD_TYPES:
-            raise ValueError(f"field {name!r} has type {ftype!r}; expected one of {FIELD_TYPES}")
-
-
-# ---------------------------------------------------------------------------------------
-# Pipeline
-
-
-def _resolve_raw_dir(config, module, options):
-    """raw_data_path, or the converter's default folder under data_path.
-
-    config['data_path'] may also be a prepared folder (callers set it to
-    PreparedDataset.path before asking for oracle predictions): its meta.json names the
-    raw folder.
-    """
-    if config_get(config, "raw_data_path"):
-        return config_get(config, "raw_data_path")
-    data_path = require(config, "data_path")
-    meta_file = os.path.join(data_path, "meta.json")
-    if os.path.isfile(meta_file):
-        with open(meta_file) as f:
-            return json.load(f)["raw_dir"]
-    return module.default_raw_dir(data_path, options)
-
-
-def _load_or_convert(module, raw_dir, options, cache_dir):
-    """The converted tables and their stats, from the cache or by converting now."""
-    if os.path.isdir(cache_dir):
-        logger.info(f"conversion cache hit: {cache_dir}")
-        with open(os.path.join(cache_dir, "tables.json")) as f:
-            info = json.load(f)
-        frames = {
-            name: pd.read_parquet(os.path.join(cache_dir, f"{name}.parquet"))
-            for name in ("inter", "user", "item")
-            if os.path.exists(os.path.join(cache_dir, f"{name}.parquet"))
-        }
-        tables = Tables(
-            frames["inter"], info["field_types"], frames.get("user"), frames.get("item"),
-            info["rows_read"], info["rows_dropped"],
-        )
-        return tables, info["conversion_seconds"], True
-
-    logger.info(f"converting raw files in {raw_dir}")
-    start = time.perf_counter()
-    tables = module.convert(raw_dir, options)
-    _check_tables(tables)
-    seconds = time.perf_counter() - start
-    logger.info(
-        f"converted {tables.rows_read} rows -> {len(tables.inter)} kept in {seconds:.1f} s; "
-        f"dropped: {tables.rows_dropped}"
-    )
-    with atomic_dir(cache_dir) as tmp:
-        for name in ("inter", "user", "item"):
-            frame = getattr(tables, name)
-            if frame is not None:
-                pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), os.path.join(tmp, f"{name}.parquet"))
-        info = {
-            "field_types": tables.field_types,
-            "rows_read": tables.rows_read,
-            "rows_dropped": tables.rows_dropped,
-            "conversion_seconds": seconds,
-            "raw_dir": os.path.abspath(raw_dir),
-            "options": options,
-        }
-        with open(os.path.join(tmp, "tables.json"), "w") as f:
-            json.dump(info, f, indent=2)
-    return tables, seconds, False
-
-
-def prepare(config):
-    """Convert (cached), split and write the dataset `config['dataset']` for RecBole.
-
-    Config keys: dataset, data_path (this dataset's folder: caches live under it),
-    raw_data_path (None -> the converter's default folder under data_path), split,
-    split_ratio, split_seed, split_dates, and the converter's options (see its dataset YAML).
-
-    Returns:
-        PreparedDataset: path of the prepared folder and meta (also in path/meta.json).
-    """
-    start = time.perf_counter()
-    name = require(config, "dataset")
-    module = converter(name)
-    split = read_split_options(config)
-    options = module.read_options(config)
-    data_path = require(config, "data_path")
-    raw_dir = config_get(config, "raw_data_path") or module.default_raw_dir(data_path, options)
-    files = module.raw_files(raw_dir, options)
-
-    conversion_key = short_hash(
-        {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
-    )
-    prepared_key = short_hash({"conversion": conversion_key, "split": split, "version": PREPARED_VERSION})
-    prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
-    if os.path.isdir(prepared_dir):
-        with open(os.path.join(prepared_dir, "meta.json")) as f:
-            meta = json.load(f)
-        meta.update(prepared_cache_hit=True, prepare_seconds=time.perf_counter() - start)
-        logger.info(f"prepared cache hit: {prepared_dir}")
-        return PreparedDataset(prepared_dir, meta)
-
-    cache_dir = os.path.join(data_path, "converted", conversion_key)
-    tables, conversion_seconds, conversion_hit = _load_or_convert(module, raw_dir, options, cache_dir)
-    parts = split_rows(tables.inter, split)
-
-    types = dict(FIXED_FIELDS, **tables.field_types)
-    inter_cols = ["user_id", "item_id", "label", "duration"] + [c for c in tables.inter.columns if c in tables.field_types]
-    inter = pa.Table.from_pandas(tables.inter[inter_cols], preserve_index=False)
-    write_start = time.perf_counter()
-    with atomic_dir(prepared_dir) as tmp:
-        for part in SPLITS:
-            write_atomic_file(os.path.join(tmp, f"{name}.{part}.inter"), inter.take(parts[part]), types)
-        for kind, frame in (("user", tables.user), ("item", tables.item)):
-            if frame is not None:
-                write_atomic_file(os.path.join(tmp, f"{name}.{kind}"), pa.Table.from_pandas(frame, preserve_index=False), types)
-        meta = {
-            "dataset": name,
-            "raw_dir": os.path.abspath(raw_dir),
-            "raw_files": [os.path.basename(p) for p in files],
-            "options": options,
-            "split_options": split,
-            "conversion_key": conversion_key,
-            "prepared_key": prepared_key,
-            "rows_read": tables.rows_read,
-            "rows_kept": len(tables.inter),
-            "rows_dropped": tables.rows_dropped,
-            "rows_per_split": {k: len(v) for k, v in parts.items()},
-            "users": int(tables.inter["user_id"].nunique()),
-            "items": int(tables.inter["item_id"].nunique()),
-            "fields": types,
-            "conversion_seconds": conversion_seconds,
-            "conversion_cache_hit": conversion_hit,
-            "write_seconds": time.perf_counter() - write_start,
-        }
-        with open(os.path.join(tmp, "meta.json"), "w") as f:
-            json.dump(meta, f, indent=2)
-    logger.info(f"prepared {prepared_dir}: rows per split {meta['rows_per_split']}")
-    meta.update(prepared_cache_hit=False, prepare_seconds=time.perf_counter() - start)
-    return PreparedDataset(prepared_dir, meta)
-
-
-def oracle_predictions(config, user_ids, item_ids):
-    """Best achievable watch-time predictions (seconds) for (user, item) raw-id rows.
-
-    Only datasets whose generating distribution is known have them (synthetic: the true
-    conditional median, which minimises expected absolute error); others return None.
-    """
-    module = converter(require(config, "dataset"))
-    if not hasattr(module, "oracle"):
-        return None
-    options = module.read_options(config)
-    raw_dir = _resolve_raw_dir(config, module, options)
-    module.raw_files(raw_dir, options)
-    return module.oracle(raw_dir, np.asarray(user_ids, dtype=np.int64), np.asarray(item_ids, dtype=np.int64))
+def discard_damaged(folder, reason):
+    """Log one line about the damaged cache `folder` and remove it (to be built again)."""
+    reason = " ".join(str(reason).split())  # one line, whatever the error text
+    logger.warning(f"damaged cache {folder}: {reason}; removing it and building it again")
+    aside = f"{folder}.tmp-{os.getpid()}"  # atomic_dir's temporary name: removed later if we die now
+    shutil.rmtree(aside, ignore_errors=True)
+    try:
+        os.replace(folder, aside)  # out of the way at once: no run takes it as complete any more
+    except FileNotFoundError:
+        return  # another run removed it first
+    shutil.rmtree(aside, ignore_errors=True)

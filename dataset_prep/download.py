@@ -3,7 +3,8 @@
     python -m dataset_prep.download kuairec|kuairand-pure|kuairand-1k|kuairand-27k --dest DIR
 
 For the named archive (ARCHIVES: the official Zenodo files):
-1. Downloads it to `DIR/<archive>.part` with a progress line on stderr. A broken transfer
+1. Downloads it to `DIR/<archive>.part` with progress on stderr (a tqdm bar on a
+   terminal, a status line every 10 s otherwise). A broken transfer
    is resumed from the bytes already there with an HTTP Range request, `--retries` times
    within the run; a run that gives up (or is killed) leaves the .part file, and the same
    command resumes it later. A server that ignores Range restarts from byte 0.
@@ -39,7 +40,10 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 
+from tqdm import tqdm
+
 from dataset_prep.common import _pid_alive
+from recbole_lda.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -89,28 +93,33 @@ class DownloadError(RuntimeError):
 
 
 class Progress:
-    """A progress line on `out`: bytes, percent, rate; rewritten in place on a terminal."""
+    """Progress of one transfer on `out`: a tqdm bar on a terminal; elsewhere (a log file,
+    a pipe) tqdm's status line (size, percent, rate, time left) every 10 s and at the end."""
 
-    def __init__(self, name, total, out):
-        self.name, self.total, self.out = name, total, out
+    EVERY_S = 10.0
+
+    def __init__(self, name, total, initial, out):
+        self.name, self.total, self.initial, self.out = name, total, initial, out
         self.start = self.last = time.monotonic()
-        self.tty = hasattr(out, "isatty") and out.isatty()
-        self.every = 0.5 if self.tty else 10.0  # seconds between lines
-        self.start_bytes = None
+        self.bar = None
+        if hasattr(out, "isatty") and out.isatty():
+            self.bar = tqdm(total=total, initial=initial, desc=name, unit="B", unit_scale=True, file=out,
+                            mininterval=0.5, dynamic_ncols=True)
 
     def update(self, done, final=False):
-        now = time.monotonic()
-        if self.start_bytes is None:
-            self.start_bytes = done
-        if not final and now - self.last < self.every:
+        """`done` bytes of the file are there; `final`: the transfer has ended."""
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if final:
+                self.bar.close()
             return
-        self.last = now
-        rate = (done - self.start_bytes) / max(now - self.start, 1e-6) / 1e6
-        share = f" ({100 * done / self.total:.1f}%)" if self.total else ""
-        of = f" / {self.total / 1e6:,.1f}" if self.total else ""
-        line = f"{self.name}: {done / 1e6:,.1f}{of} MB{share}, {rate:.1f} MB/s"
-        self.out.write(("\r" + line + ("\n" if final else "")) if self.tty else line + "\n")
-        self.out.flush()
+        now = time.monotonic()
+        if final or now - self.last >= self.EVERY_S:
+            self.last = now
+            line = tqdm.format_meter(done, self.total, now - self.start, prefix=self.name, unit="B",
+                                     unit_scale=True, initial=self.initial, ncols=0)
+            self.out.write(line + "\n")
+            self.out.flush()
 
 
 def _content_range(header):
@@ -145,7 +154,7 @@ def _transfer(url, part, out, timeout):
                 print(f"{url}: the server does not resume (HTTP {response.status}): starting again from 0", file=out)
             have, total, mode = 0, length, "wb"
         expected = length if length is not None else None
-        progress = Progress(os.path.basename(part).removesuffix(".part"), total, out)
+        progress = Progress(os.path.basename(part).removesuffix(".part"), total, have, out)
         received = 0
         with open(part, mode) as f:
             while True:
@@ -332,9 +341,7 @@ def fetch(name, dest, url=None, md5=None, size=None, retries=5, retry_wait=2.0, 
         download(url, archive, md5=md5 or None, size=size, retries=retries, retry_wait=retry_wait, out=out)
     print(f"unpacking {archive} into {dest}", file=out)
     raw_dir = unpack(archive, spec.kind, dest, spec.marker, name)
-    with open(done + f".tmp-{os.getpid()}", "w") as f:
-        f.write(raw_dir + "\n")
-    os.replace(done + f".tmp-{os.getpid()}", done)
+    atomic_write_text(done, raw_dir + "\n")
     if remove_archive:
         os.remove(archive)
     return raw_dir

@@ -42,9 +42,14 @@ in meta.json (`rows_dropped`):
        filled are logged.
     3. duration_ms < 0 (always: an impossible duration).
     4. play_time_ms < 0 (always: an impossible watch time).
-    5. `drop_zero_play`: play_time_ms == 0.
-    6. `min_duration` / `max_duration`: video duration outside [min, max] seconds.
-    7. `max_watch_ratio`: play_time_ms / duration_ms above this value.
+    5. `max_plausible_duration` (always): duration_ms / 1000 above it (the 27K subset's
+       longest video lasts 1,338 s; the default, 3600 s, catches corrupt or mis-scaled values).
+    6. `drop_zero_play`: play_time_ms == 0.
+    7. `min_duration` / `max_duration`: video duration outside [min, max] seconds.
+    8. `max_watch_ratio`: play_time_ms / duration_ms above this value.
+Values read as missing (empty fields, 'n/a', 'NaN' and pyarrow's other null spellings in
+numeric columns; empty fields in string columns) are counted per file and column, logged
+and reported in meta.json (`missing_values`).
 
 Bad input (a missing file or column, a file not separated by commas, a non-numeric value,
 a missing value in a required column, a date that is not YYYYMMDD, an empty file, a
@@ -64,11 +69,14 @@ import pyarrow.compute as pc
 
 from dataset_prep import kuairec  # its user_features.csv reader: KuaiRand's file has the same columns
 from dataset_prep.common import RawDataError, RawDataMissing, Tables
-from dataset_prep.raw import RowFilter, bool_option, bound_options, check_yyyymmdd, drop_by_options, read_csv
+from dataset_prep.raw import (
+    RowFilter, bool_option, bound_options, check_unique, check_yyyymmdd, drop_by_options, int_tokens, read_csv,
+    str_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: max_plausible_duration, missing_values
 
 DOWNLOAD_PAGE = "https://zenodo.org/records/10439422"
 DOWNLOAD_URL = "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz"
@@ -179,11 +187,12 @@ def raw_files(raw_dir, options):
     return files
 
 
-def read_logs(logs, with_random):
-    """The log files as one pyarrow table (optional columns null in files that lack them)."""
+def read_logs(logs, with_random, missing=None):
+    """The log files as one pyarrow table (optional columns null in files that lack them);
+    values taken as missing are counted into `missing` (see raw.read_csv)."""
     parts = []
     for path, is_random in logs:
-        table = read_csv(path, LOG_COLUMNS, required=list(LOG_COLUMNS), optional=LOG_OPTIONAL)
+        table = read_csv(path, LOG_COLUMNS, required=list(LOG_COLUMNS), optional=LOG_OPTIONAL, missing=missing)
         check_yyyymmdd(table.column("date").to_numpy(), path, "date")
         if with_random:
             table = table.append_column("is_rand", pa.array(np.full(table.num_rows, int(is_random), dtype=np.int64)))
@@ -204,14 +213,15 @@ def _nullable_ints(table, column):
 def convert(raw_dir, options):
     """Read the raw files of `raw_dir` and return the canonical Tables (see module docstring)."""
     found = find_files(raw_dir, options)
-    table = read_logs(found["logs"], options["kuairand_random_logs"])
+    missing = {}
+    table = read_logs(found["logs"], options["kuairand_random_logs"], missing)
     n = table.num_rows
     source = f"KuaiRand logs in {raw_dir}"
     col = {c: table.column(c).to_numpy() for c in LOG_COLUMNS}
     time_ms, has_time = _nullable_ints(table, "time_ms")
 
     video_path = found["video"] if (options["add_item_features"] or options["kuairand_impute_duration"]) else None
-    videos = read_video_features(video_path, np.unique(col["video_id"])) if video_path else None
+    videos = read_video_features(video_path, np.unique(col["video_id"]), missing) if video_path else None
 
     rows = RowFilter(n, source)
     if options["drop_duplicates"]:
@@ -230,21 +240,11 @@ def convert(raw_dir, options):
     rows.drop("duration_ms == 0 (unknown duration)", duration == 0)
     rows.drop("duration_ms < 0", duration < 0)
     rows.drop("play_time_ms < 0", play < 0)
-    drop_by_options(rows, play / 1000.0, duration / 1000.0, options, "play_time_ms == 0")
+    seconds = duration / 1000.0
+    drop_by_options(rows, play / 1000.0, seconds, options, "play_time_ms == 0")
+    inter = rows.interactions(col["user_id"], col["video_id"], play, seconds, col["date"],
+                              timestamp=np.where(has_time, time_ms / 1000.0, np.nan))
     keep = rows.keep
-    if not keep.any():
-        raise RawDataError(f"{source}: no rows left after filtering ({rows.dropped})")
-
-    inter = pd.DataFrame(
-        {
-            "user_id": col["user_id"][keep],
-            "item_id": col["video_id"][keep],
-            "label": play[keep] / 1000.0,
-            "duration": duration[keep] / 1000.0,
-            "day": col["date"][keep].astype(np.int32),
-            "timestamp": np.where(has_time, time_ms / 1000.0, np.nan)[keep],
-        }
-    )
     field_types = {}
     if options["add_context_features"]:
         hourmin, has_hourmin = _nullable_ints(table, "hourmin")
@@ -258,11 +258,10 @@ def convert(raw_dir, options):
             inter["is_rand"] = table.column("is_rand").to_numpy()[keep]
             field_types["is_rand"] = "token"
     del table
-    logger.info(f"kept {len(inter):,} of {n:,} rows")
 
     user = item = None
     if options["add_user_features"] and found["user"]:
-        user = kuairec.read_user_features(found["user"])
+        user = kuairec.read_user_features(found["user"], missing)
         user = user[user["user_id"].isin(inter["user_id"].unique())].reset_index(drop=True)
         field_types.update({c: "float" if t == "float" else "token" for c, t in kuairec.USER_COLUMNS.items()})
     if options["add_item_features"] and videos is not None:
@@ -270,42 +269,28 @@ def convert(raw_dir, options):
         item = item[item["item_id"].isin(inter["item_id"].unique())].reset_index(drop=True)
         field_types.update({c: "token" for c in VIDEO_COLUMNS})
         field_types["tag"] = "token_seq"
-    return Tables(inter, field_types, user, item, rows_read=n, rows_dropped=rows.dropped)
+    return Tables(inter, field_types, user, item, rows_read=n, rows_dropped=rows.dropped, missing_values=missing)
 
 
-def _int_tokens(values, lines, path, column):
-    """Float values (NaN = missing) as nullable integers; RawDataError (with the file line) for fractions."""
-    frac = ~np.isnan(values) & (values % 1 != 0)
-    if frac.any():
-        row = int(np.flatnonzero(frac)[0])
-        raise RawDataError(f"{path}: column {column!r}, line {lines[row]}: expected an integer id, got {values[row]!r}")
-    return pd.array(values, dtype="Int64")
-
-
-def read_video_features(path, video_ids):
+def read_video_features(path, video_ids, missing=None):
     """video_features_basic rows of the given videos, keyed by item_id: the VIDEO_COLUMNS
-    tokens, tag (space-separated token string) and video_duration (ms, float, NaN = missing)."""
+    tokens, tag (space-separated token string) and video_duration (ms, float, NaN = missing);
+    values taken as missing (in every row of the file) are counted into `missing`."""
     columns = {"video_id": "int"} | {c: "float" if t == "int" else t for c, t in VIDEO_COLUMNS.items()}
     columns |= {"tag": "str", "video_duration": "float"}
-    table = read_csv(path, columns, required=["video_id"])
+    table = read_csv(path, columns, required=["video_id"], missing=missing)
     total = table.num_rows
     wanted = pc.is_in(table.column("video_id"), value_set=pa.array(video_ids)).to_numpy(zero_copy_only=False)
     lines = np.flatnonzero(wanted) + 2  # file line of each kept row
     table = table.filter(pa.array(wanted))
     video = pd.DataFrame({"item_id": table.column("video_id").to_numpy()})
-    dup = video["item_id"].duplicated().to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise RawDataError(
-            f"{path}: column 'video_id', line {lines[row]}: {video['item_id'].iloc[row]} appears twice; expected one row per id"
-        )
+    check_unique(video["item_id"], path, "video_id", lines)
     for c, kind in VIDEO_COLUMNS.items():
         values = table.column(c)
         if kind == "str":
-            strings = values.to_pandas().str.strip()
-            video[c] = strings.where(strings != "")
+            video[c] = str_tokens(values)
         else:
-            video[c] = _int_tokens(values.to_numpy(zero_copy_only=False), lines, path, c)
+            video[c] = int_tokens(values.to_numpy(zero_copy_only=False), path, c, lines)
     tags = table.column("tag").to_pandas().fillna("").str.strip()
     ok = (tags == "") | tags.str.fullmatch(TAG_LIST)
     if not ok.all():

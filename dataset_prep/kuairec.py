@@ -24,19 +24,26 @@ empty fields, which RecBole reads as [PAD] (tokens) or the column mean (floats).
 The interaction day is `date` (0 where small_matrix has none); it is used by
 `split: time` and not written.
 
-Filtering rules, applied in this order, each logged with the rows it drops:
+Filtering rules, applied in this order, each logged with the rows it drops and reported
+in meta.json (`rows_dropped`):
     1. `drop_duplicates`: exact duplicate rows, compared on (user_id, video_id,
        play_duration, video_duration, timestamp, watch_ratio); the first is kept.
        big_matrix has 968,004 of them.
     2. video_duration <= 0 (always: no watch ratio exists).
     3. play_duration < 0 (always: an impossible watch time).
-    4. `drop_zero_play`: play_duration == 0 (public ports drop play <= 0).
-    5. `min_duration` / `max_duration`: video duration outside [min, max] seconds.
-    6. `max_watch_ratio`: play_duration / video_duration above this value.
+    4. `max_plausible_duration` (always): video_duration / 1000 above it (KuaiRec's videos
+       last 0.14 to 315 s; the default, 3600 s, only catches corrupt or mis-scaled values).
+    5. `drop_zero_play`: play_duration == 0 (public ports drop play <= 0).
+    6. `min_duration` / `max_duration`: video duration outside [min, max] seconds.
+    7. `max_watch_ratio`: play_duration / video_duration above this value.
+Values read as missing (empty fields, 'n/a', 'NaN' and pyarrow's other null spellings in
+numeric columns; empty fields in string columns) are counted per file and column, logged
+and reported in meta.json (`missing_values`).
 
 Bad input (missing file or column, a file not separated by commas, non-numeric value,
-missing value in user_id, video_id, play_duration or video_duration, an empty file, a
-truncated line) raises RawDataError naming the file, column, line and what was expected.
+missing value in user_id, video_id, play_duration or video_duration, a date that is not
+YYYYMMDD, an empty file, a truncated line, a user or video listed twice in a feature
+file) raises RawDataError naming the file, column, line and what was expected.
 """
 
 import logging
@@ -46,12 +53,15 @@ import re
 import numpy as np
 import pandas as pd
 
-from dataset_prep.common import RawDataError, RawDataMissing, Tables, config_get, require
-from dataset_prep.raw import read_csv
+from dataset_prep.common import RawDataError, RawDataMissing, Tables, require
+from dataset_prep.raw import (
+    RowFilter, bool_option, bound_options, check_unique, check_yyyymmdd, drop_by_options, int_tokens, read_csv,
+    str_tokens,
+)
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: max_plausible_duration, missing_values
 
 DOWNLOAD_URL = "https://zenodo.org/records/18164998/files/KuaiRec.zip"
 
@@ -87,6 +97,7 @@ USER_COLUMNS.update({f"onehot_feat{k}": "int" for k in range(18)})
 ITEM_COLUMNS = {"author_id": "int", "video_type": "str", "upload_type": "str", "music_id": "int", "video_tag_id": "int"}
 
 TAG_LIST = re.compile(r"\[\s*(\d+(\s*,\s*\d+)*)?\s*\]")
+OPTION_KEYS = ("drop_duplicates", "drop_zero_play", "add_user_features", "add_item_features")
 
 
 def read_options(config):
@@ -94,18 +105,8 @@ def read_options(config):
     options = {"kuairec_matrix": require(config, "kuairec_matrix")}
     if options["kuairec_matrix"] not in ("big", "small"):
         raise ValueError(f"kuairec_matrix must be 'big' or 'small', got {options['kuairec_matrix']!r}")
-    for key in ("drop_duplicates", "drop_zero_play", "add_user_features", "add_item_features"):
-        value = require(config, key)
-        if not isinstance(value, bool):
-            raise ValueError(f"{key} must be True or False, got {value!r}")
-        options[key] = value
-    for key in ("min_duration", "max_duration", "max_watch_ratio"):
-        value = config_get(config, key)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
-            raise ValueError(f"{key} must be a non-negative number or ~ (off), got {value!r}")
-        options[key] = None if value is None else float(value)
-    if None not in (options["min_duration"], options["max_duration"]) and options["min_duration"] > options["max_duration"]:
-        raise ValueError(f"min_duration {options['min_duration']} exceeds max_duration {options['max_duration']}")
+    options.update({key: bool_option(config, key) for key in OPTION_KEYS})
+    options.update(bound_options(config))
     return options
 
 
@@ -149,106 +150,60 @@ def raw_files(raw_dir, options):
 
 def convert(raw_dir, options):
     """Read the raw files of `raw_dir` and return the canonical Tables (see module docstring)."""
+    missing = {}
     path = os.path.join(raw_dir, f"{options['kuairec_matrix']}_matrix.csv")
-    table = read_csv(path, MATRIX_COLUMNS, required=["user_id", "video_id", "play_duration", "video_duration"])
+    table = read_csv(path, MATRIX_COLUMNS, required=["user_id", "video_id", "play_duration", "video_duration"],
+                     missing=missing)
     n = table.num_rows
-    logger.info(f"read {n} rows from {path}")
+    logger.info(f"read {n:,} rows from {path}")
     col = {c: table.column(c).to_numpy() for c in MATRIX_COLUMNS}
     del table
 
     date = col["date"]
     known = ~np.isnan(date)
-    bad = known & ((date % 1 != 0) | (date < 19000101) | (date > 29991231))
-    if bad.any():
-        row = int(np.flatnonzero(bad)[0])
-        raise RawDataError(f"{path}: column 'date', line {row + 2}: expected a YYYYMMDD date, got {date[row]!r}")
+    check_yyyymmdd(date, path, "date", known=known)
     if (~known).any():
-        logger.info(f"{int((~known).sum())} rows have no date (day 0: only split: time leaves them out)")
+        logger.info(f"{int((~known).sum()):,} rows have no date (day 0: only split: time leaves them out)")
 
     play, vdur = col["play_duration"], col["video_duration"]
-    keep = np.ones(n, dtype=bool)
-    dropped = {}
-
-    def apply(rule, drop):
-        drop = drop & keep
-        dropped[rule] = int(drop.sum())
-        keep[drop] = False
-        logger.info(f"rule '{rule}': dropped {dropped[rule]} rows")
-
+    rows = RowFilter(n, f"KuaiRec {path}")
     if options["drop_duplicates"]:
-        apply("duplicate row", pd.DataFrame({c: col[c] for c in DUPLICATE_KEY}).duplicated().to_numpy())
-    apply("video_duration <= 0", vdur <= 0)
-    apply("play_duration < 0", play < 0)
-    if options["drop_zero_play"]:
-        apply("play_duration == 0", play == 0)
+        rows.drop("duplicate row", pd.DataFrame({c: col[c] for c in DUPLICATE_KEY}).duplicated().to_numpy())
+    rows.drop("video_duration <= 0", vdur <= 0)
+    rows.drop("play_duration < 0", play < 0)
     seconds = vdur / 1000.0
-    if options["min_duration"] is not None:
-        apply(f"duration < {options['min_duration']} s", seconds < options["min_duration"])
-    if options["max_duration"] is not None:
-        apply(f"duration > {options['max_duration']} s", seconds > options["max_duration"])
-    if options["max_watch_ratio"] is not None:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            apply(f"watch ratio > {options['max_watch_ratio']}", play / vdur > options["max_watch_ratio"])
-    if not keep.any():
-        raise RawDataError(f"{path}: no rows left after filtering ({dropped})")
-
-    inter = pd.DataFrame(
-        {
-            "user_id": col["user_id"][keep],
-            "item_id": col["video_id"][keep],
-            "label": play[keep] / 1000.0,
-            "duration": seconds[keep],
-            "day": np.where(known, date, 0)[keep].astype(np.int32),
-            "timestamp": col["timestamp"][keep],
-        }
-    )
-    logger.info(f"kept {len(inter)} of {n} rows")
+    drop_by_options(rows, play / 1000.0, seconds, options, "play_duration == 0")
+    inter = rows.interactions(col["user_id"], col["video_id"], play, seconds, np.where(known, date, 0),
+                              timestamp=col["timestamp"])
 
     field_types = {}
     user = item = None
     user_path = os.path.join(raw_dir, "user_features.csv")
     if options["add_user_features"] and os.path.isfile(user_path):
-        user = read_user_features(user_path)
+        user = read_user_features(user_path, missing)
         user = user[user["user_id"].isin(inter["user_id"].unique())].reset_index(drop=True)
         field_types.update({c: "float" if t == "float" else "token" for c, t in USER_COLUMNS.items()})
     if options["add_item_features"]:
-        item = read_item_features(raw_dir)
+        item = read_item_features(raw_dir, missing)
         if item is not None:
             item = item[item["item_id"].isin(inter["item_id"].unique())].reset_index(drop=True)
             field_types.update({c: "token" for c in item.columns if c != "item_id"})
             if "tags" in item.columns:
                 field_types["tags"] = "token_seq"
-    return Tables(inter, field_types, user, item, rows_read=n, rows_dropped=dropped)
+    return Tables(inter, field_types, user, item, rows_read=n, rows_dropped=rows.dropped, missing_values=missing)
 
 
-def _int_tokens(values, path, column):
-    """Float values (NaN = missing) as a nullable integer column; RawDataError for fractions."""
-    values = np.asarray(values, dtype=np.float64)
-    frac = ~np.isnan(values) & (values % 1 != 0)
-    if frac.any():
-        row = int(np.flatnonzero(frac)[0])
-        raise RawDataError(f"{path}: column {column!r}, line {row + 2}: expected an integer id, got {values[row]!r}")
-    return pd.array(values, dtype="Int64")
-
-
-def _unique_key(frame, key, path):
-    """RawDataError if `key` repeats in a feature table."""
-    dup = frame[key].duplicated()
-    if dup.any():
-        row = int(np.flatnonzero(dup.to_numpy())[0])
-        raise RawDataError(f"{path}: column {key!r}, line {row + 2}: {frame[key].iloc[row]} appears twice; expected one row per id")
-
-
-def read_user_features(path):
-    """user_features.csv as a table keyed by user_id (tokens and floats as documented)."""
+def read_user_features(path, missing=None):
+    """user_features.csv as a table keyed by user_id (tokens and floats as documented);
+    values taken as missing are counted into `missing` (see raw.read_csv)."""
     # Integer tokens are read as floats: onehot_feat12..17 are written as 0.0 with some missing.
     columns = {"user_id": "int"} | {c: "float" if t == "int" else t for c, t in USER_COLUMNS.items()}
-    table = read_csv(path, columns, required=["user_id"])
+    table = read_csv(path, columns, required=["user_id"], missing=missing)
     user = pd.DataFrame({"user_id": table.column("user_id").to_numpy()})
-    _unique_key(user, "user_id", path)
+    check_unique(user["user_id"], path, "user_id")
     for c, kind in USER_COLUMNS.items():
         user[c] = _column(table, c, kind, path)
-    logger.info(f"read {len(user)} users from {path}")
+    logger.info(f"read {len(user):,} users from {path}")
     return user
 
 
@@ -256,10 +211,9 @@ def _column(table, column, kind, path):
     """A feature column: "str" tokens (empty = missing), "int" tokens (nullable integers), or "float"."""
     values = table.column(column)
     if kind == "str":
-        strings = values.to_pandas().str.strip()
-        return strings.where(strings != "")
+        return str_tokens(values)
     if kind == "int":
-        return _int_tokens(values.to_numpy(zero_copy_only=False), path, column)
+        return int_tokens(values.to_numpy(zero_copy_only=False), path, column)
     return values.to_numpy(zero_copy_only=False)
 
 
@@ -274,21 +228,22 @@ def parse_tags(values, path):
     return out
 
 
-def read_item_features(raw_dir):
-    """Tags and static video attributes keyed by item_id, or None when neither file is there."""
+def read_item_features(raw_dir, missing=None):
+    """Tags and static video attributes keyed by item_id, or None when neither file is there;
+    values taken as missing are counted into `missing` (see raw.read_csv)."""
     parts = []
     cat_path = os.path.join(raw_dir, "item_categories.csv")
     if os.path.isfile(cat_path):
-        table = read_csv(cat_path, {"video_id": "int", "feat": "str"}, required=["video_id"])
+        table = read_csv(cat_path, {"video_id": "int", "feat": "str"}, required=["video_id"], missing=missing)
         tags = pd.DataFrame({"item_id": table.column("video_id").to_numpy()})
-        _unique_key(tags, "item_id", cat_path)
+        check_unique(tags["item_id"], cat_path, "video_id")
         tags["tags"] = parse_tags(table.column("feat").to_pylist(), cat_path)
         parts.append(tags)
         logger.info(f"read tags of {len(tags)} videos from {cat_path}")
     daily_path = os.path.join(raw_dir, "item_daily_features.csv")
     if os.path.isfile(daily_path):
         columns = {"video_id": "int", "date": "float"} | {c: "float" if t == "int" else t for c, t in ITEM_COLUMNS.items()}
-        table = read_csv(daily_path, columns, required=["video_id"])
+        table = read_csv(daily_path, columns, required=["video_id"], missing=missing)
         daily = pd.DataFrame({"item_id": table.column("video_id").to_numpy(), "date": table.column("date").to_numpy()})
         for c, kind in ITEM_COLUMNS.items():
             daily[c] = _column(table, c, kind, daily_path)

@@ -43,7 +43,6 @@ Bump GENERATOR_VERSION when any constant or the writing code changes: it is part
 raw folder's key.
 """
 
-import json
 import logging
 import os
 
@@ -56,6 +55,7 @@ from scipy.special import ndtr, softmax
 from dataset_prep import kuairec
 from dataset_prep.common import atomic_dir, require, short_hash
 from dataset_prep.synthetic_side import write_side_information
+from recbole_lda.fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +129,7 @@ def raw_files(raw_dir, options):
     wanted = generator_options(options)
     info = os.path.join(raw_dir, "generator.json")
     if os.path.isfile(info):
-        with open(info) as f:
-            found = json.load(f)
+        found = read_json(info)
         if found != wanted:
             raise ValueError(f"{raw_dir} holds synthetic data generated with {found}, not {wanted}; use another raw_data_path")
     elif os.path.isdir(raw_dir) and os.listdir(raw_dir):
@@ -246,9 +245,8 @@ def generate(raw_dir, rows, users, items, seed):
         np.savez(os.path.join(tmp, "latent.npz"), **params)
         write_side_information(tmp, params, counts, rows, DAYS, np.random.default_rng(feature_seed))
         write_matrix(os.path.join(tmp, "big_matrix.csv"), params, counts, row_seed)
-        with open(os.path.join(tmp, "generator.json"), "w") as f:
-            json.dump({"synthetic_rows": rows, "synthetic_users": users, "synthetic_items": items,
-                       "synthetic_seed": seed, "version": GENERATOR_VERSION}, f)
+        write_json(os.path.join(tmp, "generator.json"), {"synthetic_rows": rows, "synthetic_users": users,
+                   "synthetic_items": items, "synthetic_seed": seed, "version": GENERATOR_VERSION})
     logger.info(f"generated {raw_dir}")
 
 

@@ -37,10 +37,15 @@ in meta.json (`rows_dropped`):
     2. feedid not in feed_info.csv (always: no duration).
     3. videoplayseconds <= 0 (always: no watch ratio exists).
     4. play < 0 (always: an impossible watch time).
-    5. `drop_zero_play`: play == 0.
-    6. `min_duration` / `max_duration`: video duration outside [min, max] seconds
+    5. `max_plausible_duration` (always): videoplayseconds above it (the default, 3600 s,
+       catches corrupt or mis-scaled values, e.g. milliseconds, not long videos).
+    6. `drop_zero_play`: play == 0.
+    7. `min_duration` / `max_duration`: video duration outside [min, max] seconds
        (CWM kept 5-60 s).
-    7. `max_watch_ratio`: play / 1000 / videoplayseconds above this value.
+    8. `max_watch_ratio`: play / 1000 / videoplayseconds above this value.
+Values read as missing (empty fields, 'n/a', 'NaN' and pyarrow's other null spellings in
+numeric columns; empty fields in string columns such as an empty keyword list) are
+counted per file and column, logged and reported in meta.json (`missing_values`).
 
 Bad input (a missing file or column, a file not separated by commas, a non-numeric value,
 a missing value in a required column, a day index below 1, an empty file, a truncated
@@ -55,11 +60,11 @@ import numpy as np
 import pandas as pd
 
 from dataset_prep.common import RawDataError, RawDataMissing, Tables, config_get
-from dataset_prep.raw import RowFilter, bool_option, bound_options, drop_by_options, read_csv
+from dataset_prep.raw import RowFilter, bool_option, bound_options, check_unique, drop_by_options, int_tokens, read_csv
 
 logger = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2  # 2: max_plausible_duration, missing_values
 
 ACTION_COLUMNS = {"userid": "int", "feedid": "int", "date_": "int", "play": "int"}
 ACTION_OPTIONAL = {"device": "int", "stay": "int"}
@@ -125,7 +130,9 @@ def day_to_date(day):
 def convert(raw_dir, options):
     """Read the raw files of `raw_dir` and return the canonical Tables (see module docstring)."""
     action_path, feed_path = raw_files(raw_dir, options)
-    table = read_csv(action_path, ACTION_COLUMNS, required=list(ACTION_COLUMNS), optional=ACTION_OPTIONAL)
+    missing = {}
+    table = read_csv(action_path, ACTION_COLUMNS, required=list(ACTION_COLUMNS), optional=ACTION_OPTIONAL,
+                     missing=missing)
     n = table.num_rows
     logger.info(f"read {n:,} rows from {action_path}")
     col = {c: table.column(c).to_numpy(zero_copy_only=False) for c in table.column_names}
@@ -135,7 +142,7 @@ def convert(raw_dir, options):
         row = int(np.flatnonzero(day < 1)[0])
         raise RawDataError(f"{action_path}: column 'date_', line {row + 2}: expected a day index >= 1, got {day[row]}")
 
-    feeds = read_feed_info(feed_path, options)
+    feeds = read_feed_info(feed_path, options, missing)
     position = pd.Index(feeds["item_id"]).get_indexer(col["feedid"])
     seconds = np.where(position >= 0, feeds["videoplayseconds"].to_numpy()[position], np.nan)
 
@@ -148,24 +155,11 @@ def convert(raw_dir, options):
     play = col["play"]
     rows.drop("play < 0", play < 0)
     drop_by_options(rows, play / 1000.0, seconds, options, "play == 0")
-    keep = rows.keep
-    if not keep.any():
-        raise RawDataError(f"{action_path}: no rows left after filtering ({rows.dropped})")
-
-    inter = pd.DataFrame(
-        {
-            "user_id": col["userid"][keep],
-            "item_id": col["feedid"][keep],
-            "label": play[keep] / 1000.0,
-            "duration": seconds[keep],
-            "day": day_to_date(day[keep]),
-        }
-    )
+    inter = rows.interactions(col["userid"], col["feedid"], play, seconds, day_to_date(day))
     field_types = {}
     if options["add_context_features"] and "device" in col:
-        inter["device"] = col["device"][keep]
+        inter["device"] = int_tokens(col["device"], action_path, "device")[rows.keep]  # nullable: "1", never "1.0"
         field_types["device"] = "token"
-    logger.info(f"kept {len(inter):,} of {n:,} rows")
 
     item = None
     if options["add_item_features"]:
@@ -173,33 +167,24 @@ def convert(raw_dir, options):
         item = item[item["item_id"].isin(inter["item_id"].unique())].reset_index(drop=True)
         field_types.update({c: "token" for c in FEED_TOKENS.values()})
         field_types.update({c: "token_seq" for c in FEED_LISTS.values()})
-    return Tables(inter, field_types, None, item, rows_read=n, rows_dropped=rows.dropped)
+    return Tables(inter, field_types, None, item, rows_read=n, rows_dropped=rows.dropped, missing_values=missing)
 
 
-def read_feed_info(path, options):
+def read_feed_info(path, options, missing=None):
     """feed_info.csv keyed by item_id: videoplayseconds and, with `add_item_features`, the
-    tokens of FEED_TOKENS and the token sequences of FEED_LISTS (space-separated strings)."""
+    tokens of FEED_TOKENS and the token sequences of FEED_LISTS (space-separated strings);
+    values taken as missing are counted into `missing` (see raw.read_csv)."""
     columns = dict(FEED_COLUMNS)
     if options["add_item_features"]:
         columns |= {c: "float" for c in FEED_TOKENS} | {c: "str" for c in FEED_LISTS}
-    table = read_csv(path, columns, required=list(FEED_COLUMNS))
+    table = read_csv(path, columns, required=list(FEED_COLUMNS), missing=missing)
     feeds = pd.DataFrame(
         {"item_id": table.column("feedid").to_numpy(), "videoplayseconds": table.column("videoplayseconds").to_numpy()}
     )
-    dup = feeds["item_id"].duplicated().to_numpy()
-    if dup.any():
-        row = int(np.flatnonzero(dup)[0])
-        raise RawDataError(
-            f"{path}: column 'feedid', line {row + 2}: {feeds['item_id'].iloc[row]} appears twice; expected one row per feed"
-        )
+    check_unique(feeds["item_id"], path, "feedid")
     if options["add_item_features"]:
         for raw, name in FEED_TOKENS.items():
-            values = table.column(raw).to_numpy(zero_copy_only=False)
-            frac = ~np.isnan(values) & (values % 1 != 0)
-            if frac.any():
-                row = int(np.flatnonzero(frac)[0])
-                raise RawDataError(f"{path}: column {raw!r}, line {row + 2}: expected an integer id, got {values[row]!r}")
-            feeds[name] = pd.array(values, dtype="Int64")
+            feeds[name] = int_tokens(table.column(raw).to_numpy(zero_copy_only=False), path, raw)
         for raw, name in FEED_LISTS.items():
             feeds[name] = parse_list(table.column(raw).to_pandas(), raw, path, options["wechat_machine_tag_min_prob"])
     logger.info(f"read {len(feeds):,} feeds from {path}")

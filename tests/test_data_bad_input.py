@@ -1,7 +1,8 @@
 """Bad raw input, the same cases for the three real-data converters (kuairec, wechat,
 kuairand): each gets a clear error (file, column, line, what was expected) or a documented
-repair counted in rows_dropped and in the log; and no failed or interrupted conversion
-leaves a folder that a later run would take as complete."""
+repair counted in rows_dropped and in the log; implausible durations are dropped and
+counted, values taken as missing are counted per file and column; and no failed or
+interrupted conversion leaves a folder that a later run would take as complete."""
 
 import logging
 import os
@@ -14,7 +15,7 @@ import yaml
 import test_data_kuairand
 import test_data_kuairec
 import test_data_wechat
-from dataset_prep import RawDataError, RawDataMissing, common, kuairand, kuairec, prepare, wechat
+from dataset_prep import RawDataError, RawDataMissing, kuairand, kuairec, pipeline, prepare, split, wechat
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +31,8 @@ class Spec:
     play: str  # play column of the main file
     duration_file: str
     duration: str  # duration column of duration_file; line 2 of it belongs to exactly one kept row
+    huge: str  # 10^12 ms in the unit of the duration column
+    optional: str  # a column of the main file whose values may be missing
     rules: dict = field(default_factory=dict)  # case -> the rule that drops its row
 
     def options(self, **overrides):
@@ -47,16 +50,17 @@ WECHAT_ACTIONS = [(0, 1, 1, 1, 15000, 16000), (1, 5, 2, 2, 3000, 4000), (2, 5, 1
 
 SPECS = [
     Spec("kuairec", kuairec, lambda d: test_data_kuairec.write_matrix(d, rows=KUAIREC_ROWS), "big_matrix.csv",
-         "play_duration", "big_matrix.csv", "video_duration",
+         "play_duration", "big_matrix.csv", "video_duration", "1000000000000", "timestamp",
          {"negative play": "play_duration < 0", "zero duration": "video_duration <= 0",
           "negative duration": "video_duration <= 0"}),
     Spec("wechat", wechat, lambda d: test_data_wechat.write_raw(d, actions=WECHAT_ACTIONS), "user_action.csv",
-         "play", "feed_info.csv", "videoplayseconds",  # feed 1 (line 2) has one view
+         "play", "feed_info.csv", "videoplayseconds", "1000000000", "device",  # feed 1 (line 2) has one view
          {"negative play": "play < 0", "zero duration": "videoplayseconds <= 0",
           "negative duration": "videoplayseconds <= 0"}),
     Spec("kuairand", kuairand,
          lambda d: test_data_kuairand.write_log(d / "log_standard_4_08_to_4_21_pure.csv", KUAIRAND_ROWS),
          "log_standard_4_08_to_4_21_pure.csv", "play_time_ms", "log_standard_4_08_to_4_21_pure.csv", "duration_ms",
+         "1000000000000", "tab",
          {"negative play": "play_time_ms < 0", "zero duration": "duration_ms == 0 (unknown duration)",
           "negative duration": "duration_ms < 0"}),
 ]
@@ -154,6 +158,49 @@ def test_impossible_values_are_dropped_and_counted(spec, tmp_path, caplog, case,
     assert any(rule in r.getMessage() and "dropped 1 " in r.getMessage() for r in caplog.records)
 
 
+PLAUSIBLE_RULE = "duration > 3600.0 s (max_plausible_duration)"
+
+
+def test_implausible_duration_is_dropped_counted_and_warned(spec, tmp_path, caplog):
+    spec.write(tmp_path)
+    set_field(tmp_path / spec.duration_file, 2, spec.duration, spec.huge)  # 10^12 ms
+    with caplog.at_level(logging.INFO):
+        tables = convert(spec, tmp_path)
+    assert tables.rows_dropped[PLAUSIBLE_RULE] == 1 and sum(tables.rows_dropped.values()) == 1
+    assert len(tables.inter) == 3 and tables.inter["duration"].max() < 3600
+    logged = [(r.levelno, r.getMessage().split(": ", 1)[1]) for r in caplog.records if PLAUSIBLE_RULE in r.getMessage()]
+    assert logged == [(logging.WARNING, f"rule '{PLAUSIBLE_RULE}' dropped 1 of 4 rows")]
+
+    raised = convert(spec, tmp_path, max_plausible_duration=1e10, max_duration=None)  # the bound is an option
+    assert len(raised.inter) == 4 and raised.rows_dropped["duration > 10000000000.0 s (max_plausible_duration)"] == 0
+
+
+@pytest.mark.parametrize("value, message", [
+    (0, "max_plausible_duration must be a positive number of seconds, got 0"),
+    (-1, "must be a positive number"),
+    (True, "must be a positive number"),
+    ("1h", "must be a positive number"),
+    (None, "'max_plausible_duration' is not set"),
+])
+def test_max_plausible_duration_validation(spec, value, message):
+    with pytest.raises(ValueError, match=message):
+        spec.options(max_plausible_duration=value)
+
+
+def test_missing_values_are_counted_per_file_and_column(spec, tmp_path, caplog):
+    spec.write(tmp_path)
+    for line, value in zip((2, 3, 4, 5), ("n/a", "", "null", "#N/A")):  # pyarrow's null spellings
+        set_field(tmp_path / spec.main, line, spec.optional, value)
+    with caplog.at_level(logging.INFO):
+        tables = convert(spec, tmp_path)
+    assert tables.missing_values[spec.main] == {spec.optional: 4}
+    assert len(tables.inter) == 4  # taken as missing, not dropped
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith(str(tmp_path / spec.main))]
+    assert logged == [f"{tmp_path / spec.main}: values taken as missing (of 4 rows): {{'{spec.optional}': 4}}"]
+    spec.write(tmp_path)
+    assert spec.main not in convert(spec, tmp_path).missing_values
+
+
 def test_duplicate_rows_are_dropped_and_counted(spec, tmp_path):
     spec.write(tmp_path)
     path = tmp_path / spec.main
@@ -229,13 +276,13 @@ def test_failed_conversion_leaves_nothing_to_reuse(spec, tmp_path, monkeypatch):
     def interrupted_cache(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(common.pq, "write_table", interrupted_cache)  # while writing the conversion cache
+    monkeypatch.setattr(pipeline.pq, "write_table", interrupted_cache)  # while writing the conversion cache
     with pytest.raises(KeyboardInterrupt):
         prepare(config)
     assert complete_folders(data) == []
     monkeypatch.undo()
 
-    real_write = common.write_atomic_file
+    real_write = split.write_atomic_file
     calls = []
 
     def failing_write(path, table, types):  # the disk fills up after the first atomic file
@@ -244,7 +291,7 @@ def test_failed_conversion_leaves_nothing_to_reuse(spec, tmp_path, monkeypatch):
             raise OSError("disk full")
         real_write(path, table, types)
 
-    monkeypatch.setattr(common, "write_atomic_file", failing_write)
+    monkeypatch.setattr(split, "write_atomic_file", failing_write)
     with pytest.raises(OSError, match="disk full"):
         prepare(config)
     assert not [f for f in complete_folders(data) if f.startswith("prepared/")]

@@ -102,6 +102,7 @@ def test_values_in_seconds_and_default_rules(tmp_path):
         "duration_ms == 0 (unknown duration)": 1,
         "duration_ms < 0": 1,
         "play_time_ms < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0,
         "play_time_ms == 0": 1,
     }
     inter = tables.inter
@@ -126,6 +127,7 @@ def test_optional_rules_and_options(tmp_path):
         "duration_ms == 0 (unknown duration)": 1,
         "duration_ms < 0": 1,
         "play_time_ms < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0,
         "duration < 6.0 s": 1,  # the 5 s video
         "duration > 9.5 s": 2,  # both copies of the 10 s row
         "watch ratio > 1.2": 0,

@@ -85,6 +85,7 @@ def test_values_in_seconds_and_default_rules(tmp_path):
         "duplicate row": 1,
         "video_duration <= 0": 1,
         "play_duration < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0,
         "play_duration == 0": 1,
     }
     inter = tables.inter
@@ -104,6 +105,7 @@ def test_optional_rules(tmp_path):
     assert tables.rows_dropped == {
         "video_duration <= 0": 1,
         "play_duration < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0,
         "duration < 1.0 s": 0,
         "duration > 300.0 s": 1,
         "watch ratio > 5.0": 1,
@@ -150,6 +152,32 @@ def test_features(tmp_path):
     assert without.user is None and without.item is None
 
 
+def test_missing_feature_values_are_counted_in_meta(tmp_path, caplog):
+    """'n/a' (and pyarrow's other null spellings, and empty fields) in feature columns are
+    taken as missing: counted per file and column, logged, and recorded in meta.json."""
+    import json
+    import logging
+
+    write_matrix(tmp_path / "raw")
+    write_user_features(tmp_path / "raw")  # user 1 already has an empty onehot_feat12
+    path = tmp_path / "raw" / "user_features.csv"
+    path.write_text(path.read_text().replace("0,high_active,0,0,1,5,", "0,,0,0,1,n/a,").replace(",800,730+,", ",NaN,730+,"))
+    config = yaml.safe_load((ROOT / "properties/dataset/kuairec.yaml").read_text())
+    config.update(dataset="kuairec", data_path=str(tmp_path / "data"), raw_data_path=str(tmp_path / "raw"),
+                  split="random", split_ratio=[0.5, 0.25, 0.25], split_seed=1, add_item_features=False)
+    expected = {"user_features.csv": {"user_active_degree": 1, "follow_user_num": 1, "register_days": 1,
+                                      "onehot_feat12": 1}}
+    with caplog.at_level(logging.INFO):
+        prepared = prepare(config)
+    assert prepared.meta["missing_values"] == expected
+    assert json.loads((Path(prepared.path) / "meta.json").read_text())["missing_values"] == expected
+    assert any("user_features.csv: values taken as missing (of 4 rows)" in r.getMessage() for r in caplog.records)
+    user = pd.read_csv(Path(prepared.path) / "kuairec.user", sep="\t", keep_default_na=False).set_index("user_id:token")
+    assert user.loc[0, "user_active_degree:token"] == "" and user.loc[0, "follow_user_num:float"] == ""
+    resplit = prepare(dict(config, split_seed=2))  # from the conversion cache: the counts are kept
+    assert resplit.meta["conversion_cache_hit"] and resplit.meta["missing_values"] == expected
+
+
 def test_parse_tags_without_eval():
     assert kuairec.parse_tags(["[27, 9]", "[8]", " [ 1,2 ] ", "[]"], "f.csv") == ["27 9", "8", "1 2", ""]
     for bad in ["[__import__('os')]", "27, 9", "[2.5]", None]:
@@ -178,8 +206,13 @@ def replace_line(path, line_no, text):
         (lambda p: p.write_text(p.read_text().rsplit(",", 3)[0]), r"line 9 has 5 field\(s\), expected 8"),
         (lambda p: replace_line(p, 2, "0,10,5,10867,2020-07-05 00:00:00.000,2020,1593878400.0,0.1"),
          r"column 'date', line 2: expected a YYYYMMDD date"),
+        (lambda p: replace_line(p, 3, "0,10,5,10867,2020-07-05 00:00:00.000,20201305,1593878400.0,0.1"),
+         r"big_matrix.csv: column 'date', line 3: expected a YYYYMMDD date, got 20201305.0"),
+        (lambda p: replace_line(p, 4, "0,10,5,10867,2020-07-05 00:00:00.000,20200732.0,1593878400.0,0.1"),
+         r"big_matrix.csv: column 'date', line 4: expected a YYYYMMDD date, got 20200732.0"),
     ],
-    ids=["empty", "header-only", "missing-column", "non-integer", "non-number", "missing-id", "truncated", "bad-date"],
+    ids=["empty", "header-only", "missing-column", "non-integer", "non-number", "missing-id", "truncated", "bad-date",
+         "bad-month", "bad-day"],
 )
 def test_bad_matrix(tmp_path, corrupt, message):
     corrupt(write_matrix(tmp_path))
@@ -234,3 +267,7 @@ def test_option_validation():
         options(min_duration=10, max_duration=5)
     with pytest.raises(ValueError, match="'drop_duplicates' is not set"):
         options(drop_duplicates=None)
+    with pytest.raises(ValueError, match="max_watch_ratio must be a non-negative number"):
+        options(max_watch_ratio=-1)
+    with pytest.raises(ValueError, match="max_plausible_duration must be a positive number of seconds"):
+        options(max_plausible_duration=0)

@@ -1,6 +1,7 @@
 """The preparation pipeline: splits, caches, atomic writes, and the atomic files RecBole reads."""
 
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 import dataset_prep
-from dataset_prep import common, prepare
+from dataset_prep import pipeline, prepare, split
 
 ROOT = Path(__file__).resolve().parents[1]
 N = 1000
@@ -51,7 +52,7 @@ def read_split(prepared, part, dataset="kuairec"):
 def test_random_split(tmp_path):
     write_raw(tmp_path / "raw")
     prepared = prepare(make_config(tmp_path))
-    parts = {p: read_split(prepared, p) for p in common.SPLITS}
+    parts = {p: read_split(prepared, p) for p in split.SPLITS}
     assert {p: len(f) for p, f in parts.items()} == {"train": 800, "valid": 100, "test": 100}
     assert prepared.meta["rows_per_split"] == {"train": 800, "valid": 100, "test": 100}
     ids = np.concatenate([f["item_id:token"].to_numpy() for f in parts.values()])
@@ -69,7 +70,7 @@ def test_time_split(tmp_path):
     write_raw(tmp_path / "raw")
     prepared = prepare(make_config(tmp_path, split="time", split_dates=[20200715, 20200720]))
     day_of = {i: DAYS[i % len(DAYS)] for i in range(N)}
-    days = {p: {day_of[i] for i in read_split(prepared, p)["item_id:token"]} for p in common.SPLITS}
+    days = {p: {day_of[i] for i in read_split(prepared, p)["item_id:token"]} for p in split.SPLITS}
     assert days["train"] == set(DAYS[:10])  # 0705..0714
     assert days["valid"] == set(DAYS[10:15])  # 0715..0719
     assert days["test"] == set(DAYS[15:])  # 0720..0724
@@ -121,7 +122,7 @@ def test_caches(tmp_path):
 def test_no_half_written_folders(tmp_path, monkeypatch):
     write_raw(tmp_path / "raw")
     data = tmp_path / "kuairec"
-    real_write = common.write_atomic_file
+    real_write = split.write_atomic_file
     calls = []
 
     def failing_write(path, table, types):
@@ -130,17 +131,17 @@ def test_no_half_written_folders(tmp_path, monkeypatch):
             raise OSError("disk full")
         real_write(path, table, types)
 
-    monkeypatch.setattr(common, "write_atomic_file", failing_write)
+    monkeypatch.setattr(split, "write_atomic_file", failing_write)
     with pytest.raises(OSError, match="disk full"):
         prepare(make_config(tmp_path))
     assert os.listdir(data / "prepared") == []  # the temporary folder was removed, nothing looks complete
-    monkeypatch.setattr(common, "write_atomic_file", real_write)
+    monkeypatch.setattr(split, "write_atomic_file", real_write)
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
     shutil.rmtree(data / "converted")
-    monkeypatch.setattr(common.pq, "write_table", interrupted)  # while writing the conversion cache
+    monkeypatch.setattr(pipeline.pq, "write_table", interrupted)  # while writing the conversion cache
     with pytest.raises(KeyboardInterrupt):
         prepare(make_config(tmp_path))
     assert os.listdir(data / "converted") == []
@@ -156,6 +157,81 @@ def test_no_half_written_folders(tmp_path, monkeypatch):
     again = prepare(make_config(tmp_path))
     assert again.meta["prepared_cache_hit"] is False and not stale.exists()
     assert len(read_split(again, "train")) == 800
+
+
+def test_implausible_durations_are_dropped_and_counted_in_meta(tmp_path, caplog):
+    """100 rows whose video lasts 10^12 ms (a corrupt value) never reach the split files."""
+    raw = write_raw(tmp_path / "raw")
+    path = raw / "big_matrix.csv"
+    lines = path.read_text().splitlines()
+    for k in range(1, 101):
+        fields = lines[k].split(",")
+        fields[3] = str(10**12)
+        lines[k] = ",".join(fields)
+    path.write_text("\n".join(lines) + "\n")
+    with caplog.at_level(logging.INFO):
+        prepared = prepare(make_config(tmp_path))
+    rule = "duration > 3600.0 s (max_plausible_duration)"
+    meta = json.loads((Path(prepared.path) / "meta.json").read_text())
+    assert meta["rows_dropped"][rule] == 100 and meta["rows_kept"] == N - 100
+    assert sum(meta["rows_dropped"].values()) == 100
+    parts = [read_split(prepared, p) for p in split.SPLITS]
+    assert max(part["duration:float"].max() for part in parts) == 10.0
+    assert min(part["item_id:token"].min() for part in parts) == 100  # video_id = row: rows 0..99 went
+    assert [r.levelname for r in caplog.records if r.name == "dataset_prep.raw" and rule in r.getMessage()] == ["WARNING"]
+
+
+def damage(folder, name, how):
+    path = folder / name
+    if how == "delete":
+        path.unlink()
+    elif how == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # corrupt: same size, unreadable (parquet's closing magic bytes overwritten)
+        data = path.read_bytes()
+        path.write_bytes(data[:-4] + b"XXXX")
+
+
+@pytest.mark.parametrize(
+    "converted, prepared, lines",
+    [
+        (("inter.parquet", "truncate"), ("meta.json", "delete"), 2),  # the issue's case: both caches damaged
+        (None, ("meta.json", "delete"), 1),
+        (None, ("kuairec.valid.inter", "delete"), 1),
+        (None, ("kuairec.train.inter", "truncate"), 1),
+        (("inter.parquet", "corrupt"), ("meta.json", "delete"), 2),
+        (("tables.json", "delete"), ("meta.json", "delete"), 2),
+        (("inter.parquet", "delete"), ("meta.json", "truncate"), 2),
+    ],
+    ids=["truncated-parquet", "deleted-meta", "missing-file", "truncated-file", "corrupt-parquet", "deleted-tables-json",
+         "deleted-parquet"],
+)
+def test_damaged_cache_is_logged_and_rebuilt(tmp_path, caplog, converted, prepared, lines):
+    write_raw(tmp_path / "raw")
+    first = prepare(make_config(tmp_path))
+    before = {p: read_split(first, p) for p in split.SPLITS}
+    cache = next((tmp_path / "kuairec" / "converted").iterdir())
+    if converted:
+        damage(cache, *converted)
+    damage(Path(first.path), *prepared)
+
+    with caplog.at_level(logging.INFO):
+        again = prepare(make_config(tmp_path))
+    warnings = [r.getMessage() for r in caplog.records if r.getMessage().startswith("damaged cache")]
+    assert len(warnings) == lines and all(m.startswith("damaged cache ") and "building it again" in m for m in warnings)
+    assert warnings[0].startswith(f"damaged cache {first.path}: {prepared[0]}")
+    if converted:
+        assert warnings[1].startswith(f"damaged cache {cache}: {converted[0]}")
+    assert again.path == first.path and not again.meta["prepared_cache_hit"]
+    assert again.meta["conversion_cache_hit"] is (converted is None)
+    assert all(read_split(again, p).equals(before[p]) for p in split.SPLITS)
+    assert sorted(os.listdir(tmp_path / "kuairec" / "prepared")) == [Path(first.path).name]  # nothing left aside
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        third = prepare(make_config(tmp_path))  # whole again: a plain cache hit
+    assert third.meta["prepared_cache_hit"] and not [r for r in caplog.records if r.getMessage().startswith("damaged cache")]
+    assert prepare(make_config(tmp_path, split_seed=8)).meta["conversion_cache_hit"]
 
 
 def test_recbole_reads_prepared_folder(tmp_path):

@@ -66,6 +66,7 @@ def test_join_values_in_seconds_and_default_rules(tmp_path):
         "feedid not in feed_info.csv": 1,
         "videoplayseconds <= 0": 1,
         "play < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0,
         "play == 0": 1,
         "duration < 5.0 s": 1,
         "duration > 60.0 s": 1,
@@ -87,10 +88,20 @@ def test_optional_rules(tmp_path):
                 add_context_features=False, add_item_features=False),
     )
     assert tables.rows_dropped == {
-        "feedid not in feed_info.csv": 1, "videoplayseconds <= 0": 1, "play < 0": 1, "watch ratio > 1.1": 3,
+        "feedid not in feed_info.csv": 1, "videoplayseconds <= 0": 1, "play < 0": 1,
+        "duration > 3600.0 s (max_plausible_duration)": 0, "watch ratio > 1.1": 3,
     }
     assert sorted(tables.inter["item_id"]) == [1, 3, 4, 5, 5]  # the three 15 s plays of 12 s videos went
     assert "device" not in tables.inter.columns
+
+
+def test_missing_device_keeps_integer_tokens(tmp_path):
+    write_raw(tmp_path)
+    path = tmp_path / "user_action.csv"
+    path.write_text(path.read_text().replace("\n3,1,14,2,", "\n3,1,14,n/a,"))
+    tables = wechat.convert(str(tmp_path), options(add_item_features=False))
+    assert tables.missing_values["user_action.csv"] == {"device": 1}
+    assert tables.inter["device"].astype(object).where(tables.inter["device"].notna(), None).tolist() == [1, 1, None, 1]
 
 
 def test_day_index_to_date():

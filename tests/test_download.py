@@ -85,7 +85,31 @@ def test_cut_transfer_is_resumed_with_range(server, tmp_path):
     path, log = get(server, tmp_path / "file.bin", retries=2)
     assert (tmp_path / "file.bin").read_bytes() == BODY and not (tmp_path / "file.bin.part").exists()
     assert server.requests == [("/file.bin", None), ("/file.bin", "bytes=100000-")]
-    assert "resuming from byte 100,000" in log and "300.0 MB" not in log and "(100.0%)" in log
+    assert "resuming from byte 100,000" in log
+    assert "file.bin:  33% 100k/300k" in log and "file.bin: 100% 300k/300k" in log  # tqdm status lines, not a bar
+
+
+def test_progress_is_a_tqdm_bar_on_a_terminal_and_lines_elsewhere(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()
+    progress = download.Progress("file.bin", 300_000, 100_000, terminal)
+    progress.update(200_000)
+    progress.update(300_000, final=True)
+    assert "\r" in terminal.getvalue() and "file.bin: 100%" in terminal.getvalue() and "300k/300k" in terminal.getvalue()
+
+    clock = iter([0.0, 1.0, 11.0, 12.0])
+    monkeypatch.setattr(download.time, "monotonic", lambda: next(clock))
+    log = io.StringIO()
+    progress = download.Progress("file.bin", None, 0, log)  # unknown size
+    progress.update(1_000)  # 1 s: too soon for a line
+    progress.update(50_000)  # 11 s: a line
+    progress.update(60_000, final=True)
+    lines = log.getvalue().splitlines()
+    assert "\r" not in log.getvalue() and len(lines) == 2
+    assert lines[0].startswith("file.bin: 50.0k") and lines[1].startswith("file.bin: 60.0k")
 
 
 def test_broken_run_leaves_part_and_next_run_resumes(server, tmp_path):
