@@ -306,8 +306,10 @@ def check_ray_address(address, timeout=10.0):
 def check_studies(studies):
     """Every study's configuration and search-space keys, before any data is prepared or
     any trial runs: an unknown key or a bad value fails the command now."""
+    from recbole_lda import compat
     from recbole_lda.config import Config, check_dataset_name
 
+    compat.apply()  # our metrics (valid_metric: XAUC) must be registered before a Config is built
     for study in studies:
         check_dataset_name(study.dataset)
         try:
