@@ -90,13 +90,14 @@ class LDA(WatchTimeRecommender):
         if self.num_buckets < config["num_buckets"]:
             logger.warning(f"durations have tied quantiles: {self.num_buckets} buckets instead of {config['num_buckets']}")
         self.anchor_reports = fit.reports
-        for report in fit.reports:
-            if "codes_used" in report:
-                logger.info(
-                    f"bucket {report['bucket']}: {report['codes_used']}/{config['num_anchors']} codes used, "
-                    f"perplexity {report['perplexity']:.2f}, reconstruction mse {report['reconstruction_mse']:.4f}, "
-                    f"dead-code restarts {report['dead_code_restarts']}"
-                )
+        vq_reports = [r for r in fit.reports if "codes_used" in r]
+        if vq_reports:  # one line for all buckets; every figure is in the results file (model_report)
+            logger.info(
+                f"anchors: {self.num_buckets} buckets x {config['num_anchors']} codes; codes used per bucket "
+                f"{[r['codes_used'] for r in vq_reports]}, perplexity {[round(r['perplexity'], 2) for r in vq_reports]}, "
+                f"mean reconstruction mse {np.mean([r['reconstruction_mse'] for r in vq_reports]):.4f}, "
+                f"dead-code restarts {sum(r['dead_code_restarts'] for r in vq_reports)}"
+            )
         self.num_anchors = fit.anchors.shape[1]
         self.register_buffer("anchor_bucket", torch.arange(self.num_buckets).repeat_interleave(self.num_anchors))
         if self.joint:
