@@ -20,7 +20,8 @@ def parse_entry(entry):
     match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", entry)
     if not match:
         raise OptionError(f"bad entry {entry!r}: expected NAME or NAME[key=value;...]")
-    pairs = [f"--{pair.strip()}" for pair in (match.group(2) or "").split(";") if pair.strip()]
+    pairs = ["--" + "=".join(part.strip() for part in pair.split("=", 1)) for pair in (match.group(2) or "").split(";")
+             if pair.strip()]
     return match.group(1), parse_key_values(pairs, what=f"override in {entry!r}")
 
 

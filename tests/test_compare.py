@@ -14,9 +14,9 @@ def test_entries_parse_with_nested_brackets():
         "VR", "LDA[lambda_ot=0;ot_reg=0.1]", "kuairand[split_dates=[20220416,20220417]]"]
     assert parse_entry("LDA[lambda_ot=0; ot_reg=0.1]") == ("LDA", {"lambda_ot": "0", "ot_reg": "0.1"})
     assert parse_entry("kuairand[split_dates=[1,2]]") == ("kuairand", {"split_dates": "[1,2]"})
-    with pytest.raises(ValueError, match="bad override"):
+    with pytest.raises(ValueError, match=r"unrecognised override in 'LDA\[lambda_ot\]' '--lambda_ot'"):
         parse_entry("LDA[lambda_ot]")
-    with pytest.raises(ValueError, match="bad model entry"):
+    with pytest.raises(ValueError, match="bad entry"):
         parse_entry("LDA lambda")
 
 
