@@ -14,8 +14,18 @@ Scope. With `anchor_scope: bucket` an instance may only be matched to the anchor
 own duration bucket: we solve one problem per batch over the anchors of the buckets present,
 with the off-bucket entries of the kernel set to exactly zero (a cost penalty that
 underflows exp(-C / eps)). Sinkhorn's updates then never mix buckets, so this single solve
-is the same as one solve per bucket, at the cost of one. mu_1 is uniform over the batch;
-mu_2 gives each bucket's anchors the bucket's share of the batch, split evenly.
+is the same as one solve per bucket, at the cost of one.
+
+Marginals: mu_1 is uniform over the batch, mu_2 uniform over the anchors that can receive
+mass (those of the buckets present). Only the row-normalised plan is used, and with a
+block-diagonal kernel scaling one bucket's column masses by s scales that bucket's whole
+plan by a constant (at every Sinkhorn iterate: v_b -> s^f v_b, u_b -> s^(-f^2) u_b, ... with
+f = rho / (rho + eps)), so a per-bucket total ("each bucket gets its share of the batch",
+which an earlier version gave mu_2) has no effect on the targets; only the relative masses
+of the anchors inside a bucket do, and those are equal. What rho does matter for: the
+larger it is, the closer each in-scope anchor's total share of its bucket's instances
+comes to its mass (equipartition, as in SwAV); the smaller, the more every instance just
+takes its cheapest anchors (tests/test_ot.py).
 """
 
 import ot
@@ -84,13 +94,9 @@ def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, m
         in_scope = instance_bucket[:, None] == anchor_bucket[cols][None, :]
         max_cost = c[in_scope].max()
         c = torch.where(in_scope, c, c + OFF_SCOPE)
-        share = torch.bincount(instance_bucket, minlength=int(anchor_bucket.max()) + 1).double() / batch
-        per_bucket = torch.bincount(anchor_bucket[cols], minlength=len(share)).double()
-        col_mass = (share / per_bucket.clamp_min(1))[anchor_bucket[cols]]
-    elif scope == "all":
-        col_mass = torch.full((len(cols),), 1.0 / len(cols), dtype=torch.float64, device=cost.device)
-    else:
+    elif scope != "all":
         raise ValueError(f"anchor_scope must be bucket or all, got {scope!r}")
+    col_mass = torch.full((len(cols),), 1.0 / len(cols), dtype=torch.float64, device=cost.device)
     plan = unbalanced_plan(c, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold, max_cost).double()
     plan = plan / plan.sum(dim=1, keepdim=True).clamp_min(1e-300)
     targets = torch.zeros_like(cost)
