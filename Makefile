@@ -10,7 +10,7 @@ DATASET ?= synthetic
 ARGS ?=
 BIN := $(VENV)/bin
 
-.PHONY: setup run test bench
+.PHONY: setup run test bench mutate
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
@@ -27,3 +27,12 @@ run: setup
 
 test: setup
 	$(BIN)/python -m pytest -q
+
+# Mutation testing of the numerical core against the fast unit tests (slow; not part of CI):
+# metrics, OT, LDA's loss, the baselines. Survivors and scores go to results/mutants.txt.
+# MUTATE_ARGS="--targets metrics ot" runs some targets; tools/mutate.py --help says more.
+MUTMUT ?= mutmut==3.8.1
+MUTATE_ARGS ?=
+mutate: setup
+	$(BIN)/python -c "import mutmut" 2>/dev/null || $(BIN)/pip install --quiet "$(MUTMUT)"
+	$(BIN)/python tools/mutate.py $(MUTATE_ARGS)
