@@ -103,12 +103,13 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     """Train and evaluate `model` on `dataset`; return the results dictionary.
 
     Args:
-        model (str): a model name (recbole-lda's or RecBole's).
+        model (str): a registered watch-time model (recbole_lda.registry).
         dataset (str): a dataset name with a converter in dataset_prep (e.g. synthetic).
         config_file_list (list[str]): YAML files overlaid on the defaults.
         config_dict (dict): values overlaid on the files.
         cmd_overrides (dict[str, str]): `--key=value` pairs from a command line (top priority).
-        saved (bool): save the best checkpoint and evaluate it on test (RecBole's `saved`).
+        saved (bool): keep the best weights (in memory; in a file too with keep_checkpoint)
+            and evaluate them on test (RecBole's `saved`); off: the last weights.
         callback_fn (callable): called as callback_fn(epoch_idx, valid_score) after each
             validation (RecBole's hook), e.g. to report to a tuner.
         evaluate_test (bool): evaluate on the test split and write the predictions; a tuning
