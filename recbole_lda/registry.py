@@ -19,6 +19,10 @@ MODEL_MODULES = {
     "OR": "baselines.ordinal",
     "CWM": "baselines.cwm",
     "TPM": "baselines.tpm",
+    "CREAD": "baselines.cread",
+    "EGMN": "baselines.egmn",
+    "CQE": "baselines.cqe",
+    "D2Co": "baselines.d2co",
 }
 
 WATCH_TIME_MODELS = tuple(MODEL_MODULES)

@@ -18,9 +18,9 @@ import recbole_lda  # noqa: F401  (applies the compat patches)
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
 from recbole_lda.config import Config
-from recbole_lda.registry import get_model
+from recbole_lda.registry import WATCH_TIME_MODELS, get_model
 
-BASELINES = ["WLR", "D2Q", "OR", "CWM", "TPM"]
+BASELINES = [m for m in WATCH_TIME_MODELS if m not in ("LDA", "VR")]  # every registered baseline
 HEADER = "user_id:token\titem_id:token\tlabel:float\tduration:float\n"
 
 
