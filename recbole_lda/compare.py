@@ -8,7 +8,9 @@ A model entry is a model name, optionally with overrides in brackets (`;`-separa
 which makes ablations one more column; a dataset entry takes overrides the same way (list
 each dataset once: rows are labelled by its name). Every run goes through `recbole_lda.quick_start.run`
 and writes its results JSON under OUTPUT_DIR/runs/; runs already there are reused, so an
-interrupted comparison resumes. Trailing `--key=value` pairs apply to every run. Written:
+interrupted comparison resumes. Trailing `--key=value` pairs apply to every run whose model
+and dataset define the key (`--vq_steps=100` to LDA's runs only; a key that no run defines is
+refused, like any misspelt key). Written:
 OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
 the training time per epoch relative to VR's on the same dataset, and for LDA the mean
 effective number of anchors exp(entropy of beta) on test) and summary.json.
@@ -25,17 +27,22 @@ from recbole_lda.summary import parse_entry, run_label, run_record, split_entrie
 
 def check_runs(jobs, common):
     """Build the configuration of every (dataset, entry) once, before any run starts: an
-    unknown key or a bad value anywhere fails the whole comparison now, not hours in."""
-    from recbole_lda.config import Config, check_dataset_name
+    unknown key or a bad value anywhere fails the whole comparison now, not hours in.
+    Returns the shared keys that apply to each (model, dataset) (`keys_for_runs`)."""
+    from recbole_lda.config import Config, check_dataset_name, keys_for_runs
     from recbole_lda.options import OptionError
 
-    for (dataset, data_overrides), entry in dict.fromkeys((d, e) for d, e, _ in jobs):
+    pairs = dict.fromkeys((d, e) for d, e, _ in jobs)
+    for dataset, _ in pairs:
+        check_dataset_name(dataset[0])
+    shared = keys_for_runs(common, [(parse_entry(e)[0], d[0]) for d, e in pairs])
+    for (dataset, data_overrides), entry in pairs:
         model, overrides = parse_entry(entry)
-        check_dataset_name(dataset)
         try:
-            Config(model, dataset, cmd_overrides={**common, **dict(data_overrides), **overrides})
+            Config(model, dataset, cmd_overrides={**shared[(model, dataset)], **dict(data_overrides), **overrides})
         except OptionError as err:
             raise OptionError(f"{entry} on {dataset}: {err}") from None
+    return shared
 
 
 def main(argv=None):
@@ -57,7 +64,7 @@ def main(argv=None):
     entries = split_entries(args.models)
     datasets = [(name, tuple(overrides.items())) for name, overrides in map(parse_entry, split_entries(args.datasets))]
     jobs = [(d, e, s) for d in datasets for e in entries for s in range(args.seeds)]
-    check_runs(jobs, common)
+    shared = check_runs(jobs, common)
     runs_dir = os.path.join(args.output_dir, "runs")
     os.makedirs(runs_dir, exist_ok=True)
     records = []
@@ -70,7 +77,8 @@ def main(argv=None):
             result = read_json(path)
         else:
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}", file=sys.stderr)
-            cmd = {**common, **overrides, "seed": str(seed), "show_progress": common.get("show_progress", "False")}
+            cmd = {**shared[(model, dataset)], **overrides, "seed": str(seed),
+                   "show_progress": common.get("show_progress", "False")}
             result = run(model, dataset, cmd_overrides=cmd)
             write_json(path, result)
         records.append(run_record(result, dataset, entry.strip(), seed))

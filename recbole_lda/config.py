@@ -13,6 +13,7 @@ literals, never evaluated (`recbole_lda.compat.parse_value`).
 """
 
 import os
+from functools import lru_cache
 
 import yaml
 from recbole.config import Config as RecBoleConfig
@@ -33,6 +34,31 @@ def check_dataset_name(name):
     datasets = known_datasets()
     if name not in datasets:
         raise UnknownNameError(f"unknown dataset {name!r}{did_you_mean(name, datasets)} (datasets: {', '.join(datasets)})")
+
+
+@lru_cache(maxsize=None)
+def known_keys(model, dataset):
+    """Every key a run of `model` on `dataset` accepts (RecBole's YAML and ours)."""
+    from recbole_lda import compat
+
+    compat.apply()  # our metrics must be registered for the default valid_metric check
+    return frozenset(Config(model, dataset, config_dict={"state": "WARNING"}).internal_config_dict) | set(NAME_KEYS)
+
+
+def keys_for_runs(common, runs):
+    """Shared `--key=value` pairs of a command that starts several runs (compare, tune): a
+    key applies to every run whose model and dataset define it (e.g. --vq_steps to LDA's
+    runs only), and a key that no run defines is refused. Returns {(model, dataset): keys}.
+
+    Args:
+        common (dict): key -> value (strings) given once for all runs.
+        runs (iterable of (model, dataset)).
+    """
+    runs = list(dict.fromkeys(runs))
+    known = {run: known_keys(*run) for run in runs}
+    everywhere = set().union(*known.values()) if known else set()
+    check_known(common, everywhere, lambda key: f"--{key}", "--")
+    return {run: {k: v for k, v in common.items() if k in known[run]} for run in runs}
 
 
 class Config(RecBoleConfig):

@@ -146,7 +146,7 @@ def parse_command_overrides(rest, datasets):
             common[key] = value
             continue
         if target not in per_dataset:
-            raise ValueError(f"{arg!r}: {target!r} is not one of the datasets {list(per_dataset)}")
+            raise OptionError(f"--{key}: {target!r} is not one of the datasets {list(per_dataset)}")
         if base == "config_files":
             files[target] += [os.path.abspath(p) for p in value.split()]
         else:
@@ -165,11 +165,20 @@ def build_studies(args, rest, space_dir=SPACE_DIR):
     entries = split_entries(args.models)
     if len(set(entries)) != len(entries):
         raise ValueError(f"each method can be listed once, got {entries}")
+    from recbole_lda.config import check_dataset_name, keys_for_runs
+
+    for name in names:
+        check_dataset_name(name)
+    runs = [(parse_entry(e)[0], d) for d in names for e in entries]
+    shared = keys_for_runs(common, runs)  # a shared key goes to the runs that define it
+    for name in names:
+        per_dataset[name] = keys_for_runs(per_dataset[name], [r for r in runs if r[1] == name])
     studies = []
     for dataset, bracket_keys in datasets:
         for entry in entries:
             model, entry_keys = parse_entry(entry)
-            overrides = {**common, **per_dataset[dataset], **bracket_keys, **entry_keys}
+            overrides = {**shared[(model, dataset)], **per_dataset[dataset][(model, dataset)], **bracket_keys,
+                         **entry_keys}
             owned = sorted(set(overrides) & set(HARNESS_KEYS))
             if owned:
                 raise ValueError(

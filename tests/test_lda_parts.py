@@ -217,9 +217,12 @@ def test_no_leakage_from_valid_and_test_labels(tmp_path):
 
 
 def test_anchor_plot_is_written(toy_root, tmp_path):
+    from recbole_lda.plots import plot_model_anchors
+
     path = tmp_path / "anchors.png"
-    build("LDA", toy_root, vq_steps=5, num_buckets=3, num_sequences=32, anchor_plot_file=str(path))
-    assert path.stat().st_size > 10_000
+    _, train, _, _, model = build("LDA", toy_root, vq_steps=5, num_buckets=3, num_sequences=32)
+    plot_model_anchors(model, train._dataset, str(path))
+    assert path.stat().st_size > 10_000 and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_label_cost_favours_the_anchor_that_explains_the_label(toy_root):
