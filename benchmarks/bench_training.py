@@ -14,7 +14,6 @@ Run it on a quiet machine: other busy processes slow torch's CPU threads down a 
 """
 
 import argparse
-import json
 import os
 import platform
 import subprocess
@@ -22,6 +21,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from recbole_lda.fileio import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -63,8 +64,7 @@ def main():
                        f"--results_file={out}", *args.extra]
             print(f"{model} on {rows:,} rows ...", flush=True)
             wall, peak = measure(command)
-            with open(out) as f:
-                res = json.load(f)
+            res = read_json(out)
             run = {
                 "model": model, "rows": rows, "train_rows": res["rows"]["train"], "wall_s": round(wall, 1),
                 "peak_rss_mib": round(peak), "train_time_per_epoch_s": round(res["train_time_per_epoch_s"], 2),
@@ -74,11 +74,7 @@ def main():
             }
             print(f"  {run}", flush=True)
             report["runs"].append(run)
-    os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)
-    tmp = f"{args.output}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(report, f, indent=2)
-    os.replace(tmp, args.output)
+    write_json(args.output, report)
     print(f"written to {args.output}")
 
 
