@@ -358,15 +358,14 @@ def main(argv=None):
     parser.add_argument("--retries", type=int, default=5, help="resumptions of a broken transfer within this run")
     parser.add_argument("--remove-archive", action="store_true", help="delete the archive once unpacked")
     args = parser.parse_args(argv)
-    try:
-        raw_dir = fetch(args.name, args.dest, url=args.url, md5=args.md5, retries=args.retries,
-                        remove_archive=args.remove_archive)
-    except DownloadError as e:
-        sys.exit(f"error: {e}")
+    raw_dir = fetch(args.name, args.dest, url=args.url, md5=args.md5, retries=args.retries,
+                    remove_archive=args.remove_archive)  # a DownloadError is reported by errors.guarded
     dataset = ARCHIVES[args.name].dataset
     print(f"\n{args.name} is ready in {raw_dir}. Pass --raw_data_path={shlex.quote(raw_dir)}, e.g.\n"
           f"    python run_recbole_lda.py --model=LDA --dataset={dataset} --raw_data_path={shlex.quote(raw_dir)}")
 
 
 if __name__ == "__main__":
-    main()
+    from recbole_lda.errors import guarded
+
+    guarded(main)
