@@ -142,6 +142,13 @@ def test_large_penalty_spreads_instances_evenly_over_a_buckets_anchors():
     assert entropy(flat) > entropy(greedy) + 0.5
 
 
+def test_targets_carry_no_gradient():
+    cost = torch.rand(3, 2, requires_grad=True)
+    t = alignment_targets(cost, torch.zeros(3, dtype=torch.long), torch.zeros(2, dtype=torch.long), "bucket",
+                          reg=0.1, reg_m=1.0, max_iter=5, stop_threshold=1e-6)
+    assert not t.requires_grad and t.grad_fn is None and t.dtype == torch.float32
+
+
 def test_bad_scope_is_refused():
     with pytest.raises(ValueError, match="anchor_scope"):
         alignment_targets(torch.rand(2, 2), torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long),
