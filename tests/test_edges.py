@@ -55,9 +55,28 @@ def test_d2q_duration_on_a_cut_goes_up_and_knots_map_exactly(toy):
     # at the group's minimum of a strictly increasing table: level 0; below it: 0; above the max: 1
     q = model.watch_time_to_quantile(torch.tensor([1.0, 0.5, 17.0]), torch.full((3,), 30.0))
     torch.testing.assert_close(q, torch.tensor([0.0, 0.0, 1.0]))
+    # strictly between the two lowest or the two highest knots: interpolated, not clipped to 0 or 1
+    q = model.watch_time_to_quantile(torch.tensor([1.5, 12.0, 15.0]), torch.full((3,), 30.0))
+    torch.testing.assert_close(q, torch.tensor([0.125, 0.875, 0.96875]))
+    # a flat run at the top (many complete plays share the maximum): the middle of the run, not 1
+    model.group_quantiles[2] = torch.tensor([1.0, 2.0, 4.0, 9.0, 9.0])
+    q = model.watch_time_to_quantile(torch.tensor([9.0, 6.5, 9.5]), torch.full((3,), 30.0))
+    torch.testing.assert_close(q, torch.tensor([0.875, 0.625, 1.0]))
+    model.group_quantiles[2] = torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0])
     # back: a level on the grid gives its knot exactly; q = 1 gives the maximum
     back = model.quantile_to_watch_time(torch.tensor([0.0, 0.25, 0.5, 0.75, 1.0, 0.625]), torch.full((6,), 20.0))
     torch.testing.assert_close(back, torch.tensor([1.0, 2.0, 4.0, 8.0, 16.0, 6.0]))
+
+
+def test_d2q_smallest_settings_build_and_round_trip(toy):
+    """One duration group and a two-point table (min and max) are valid settings."""
+    model, train, _ = build("D2Q", toy, duration_groups=1, quantile_points=1)
+    labels = train.inter_feat["label"]
+    assert len(model.group_edges) == 0 and model.group_quantiles.shape == (1, 2)
+    torch.testing.assert_close(model.group_quantiles[0], torch.stack([labels.min(), labels.max()]))
+    wt = torch.tensor([0.0, float(labels.max()) / 2, float(labels.max())])
+    q = model.watch_time_to_quantile(wt, torch.full((3,), 10.0))
+    torch.testing.assert_close(model.quantile_to_watch_time(q, torch.full((3,), 10.0)), wt, rtol=1e-5, atol=1e-4)
 
 
 def test_or_label_on_a_threshold_is_not_above_it(toy):
