@@ -53,6 +53,12 @@ def leaderboard_main(argv=None):
     guarded(leaderboard.main, argv)
 
 
+def predict_main(argv=None):
+    from recbole_lda import predict
+
+    guarded(predict.main, argv)
+
+
 def download_main(argv=None):
     from dataset_prep import download
 

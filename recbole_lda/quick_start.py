@@ -22,7 +22,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 import dataset_prep
-from recbole_lda import compat
+from recbole_lda import compat, saved_model
 from recbole_lda.config import Config, check_dataset_name
 from recbole_lda.options import OptionError
 from recbole_lda.fileio import atomic_output, check_writable, json_safe, write_json
@@ -125,6 +125,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
                 check_writable(config[key], key)
             except ValueError as err:
                 raise OptionError(str(err)) from None
+    if config["save_model_dir"]:
+        saved_model.check_target(config["save_model_dir"])
     model_class = config.model_class
     show_progress = bool(config["show_progress"]) and sys.stderr.isatty()  # bars only on a terminal
     if config["torch_num_threads"]:
@@ -178,6 +180,10 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         test_frame = predict_split(net, test_data)
         reference = reference_scores(config, train_data._dataset, test_frame)
         test_report = net.split_report(test_data)
+    if config["save_model_dir"]:  # the best weights (the net holds the last ones when the test was skipped)
+        best = trainer.best_state["state_dict"] if saved and trainer.best_state else None
+        saved_model.save(config["save_model_dir"], net, train_data._dataset, hyperparameters(config), best)
+        logger.info(f"model saved to {config['save_model_dir']}")
     epoch_times = trainer.epoch_times
     n_train = len(train_data._dataset)
     results = {
@@ -193,6 +199,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "best_epoch": trainer.best_state["epoch"] if trainer.best_state else None,
         "valid_history": trainer.valid_history,
         "checkpoint": trainer.checkpoint_path,
+        "saved_model_dir": config["save_model_dir"],
         "train_time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
         "epoch_times_s": epoch_times,
         "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,

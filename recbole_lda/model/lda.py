@@ -36,9 +36,9 @@ import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
 from recbole_lda.backbone import REGRESSION_LOSSES, WatchTimeRecommender
-from recbole_lda.model.anchors import assign_buckets, fit_anchors
+from recbole_lda.model.anchors import AnchorFit, assign_buckets, fit_anchors
 from recbole_lda.model.ot import alignment_targets
-from recbole_lda.model.vq import sample_batch
+from recbole_lda.model.vq import SequenceVQVAE, sample_batch
 from recbole_lda.trainer import interactions
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,8 @@ VQ_KEYS = ("hidden_size", "code_dim", "beta", "steps", "batch_size", "learning_r
 class LDA(WatchTimeRecommender):
     loss_names = ("regression", "alignment", "vq")
 
-    def __init__(self, config, dataset):
+    def __init__(self, config, dataset, anchor_fit=None):
+        """`anchor_fit` (AnchorFit): step 1's result, given instead of fitted (see `from_saved`)."""
         super().__init__(config, dataset)
         self.regression_loss = REGRESSION_LOSSES[config["regression_loss"]]
         self.lambda_ot = config["lambda_ot"]
@@ -71,7 +72,7 @@ class LDA(WatchTimeRecommender):
         # --- step 1: buckets and anchors, from the training split only
         labels, durations = (t.numpy() for t in self.train_labels(dataset))
         source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
-        fit = fit_anchors(
+        fit = anchor_fit if anchor_fit is not None else fit_anchors(
             labels / np.maximum(durations, 1e-6),
             durations,
             dataset.inter_feat[source_field].numpy() if source_field else None,
@@ -87,7 +88,7 @@ class LDA(WatchTimeRecommender):
         )
         self.register_buffer("bucket_edges", torch.tensor(fit.edges, dtype=torch.float32))
         self.num_buckets = len(fit.edges) - 1
-        if self.num_buckets < config["num_buckets"]:
+        if self.num_buckets < config["num_buckets"] and anchor_fit is None:
             logger.warning(f"durations have tied quantiles: {self.num_buckets} buckets instead of {config['num_buckets']}")
         self.anchor_reports = fit.reports
         vq_reports = [r for r in fit.reports if "codes_used" in r]
@@ -115,6 +116,25 @@ class LDA(WatchTimeRecommender):
         self.g = MLPLayers([g_in] + list(config["predictor_hidden_size"]), activation="relu")
         self.g_out = nn.Linear(config["predictor_hidden_size"][-1], 1)
         self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
+
+    @classmethod
+    def from_saved(cls, config, dataset, state_dict):
+        """An LDA with the shapes of a saved `state_dict` and step 1 skipped (no anchor
+        training): buckets, anchors, sequences and the VQ-VAE are zeros or untrained here and
+        come from `state_dict`, which the caller loads next (recbole_lda.saved_model)."""
+        buckets = state_dict["bucket_edges"].shape[0] - 1
+        length, anchors = config["sequence_length"], config["num_anchors"]
+        vqvae = None
+        if config["anchor_training"] == "joint":
+            vqvae = SequenceVQVAE(buckets, length, config["vq_hidden_size"], config["vq_code_dim"], anchors, config["vq_beta"])
+        fit = AnchorFit(
+            edges=np.zeros(buckets + 1),
+            sequences=np.zeros((buckets, config["num_sequences"], length), dtype=np.float32),
+            anchors=torch.zeros(buckets, anchors, length),
+            reports=[],
+            vqvae=vqvae,
+        )
+        return cls(config, dataset, anchor_fit=fit)
 
     def report(self):
         """Buckets and per-bucket codebook usage, for the results file."""
