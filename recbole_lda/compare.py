@@ -22,8 +22,12 @@ import os
 import sys
 
 from recbole_lda.fileio import atomic_output, atomic_write_text, read_json, write_json
-from recbole_lda.options import parse_key_values
+from recbole_lda.options import OptionError, parse_key_values
 from recbole_lda.summary import parse_entry, run_label, run_record, split_entries, summarise, to_markdown
+
+# Files a run writes: shared by every run of a comparison they would be overwritten.
+PER_RUN_KEYS = ("results_file", "predictions_file", "save_model_dir", "anchor_plot_file", "keep_checkpoint")
+
 
 def check_runs(jobs, common):
     """Build the configuration of every (dataset, entry) once, before any run starts: an
@@ -56,6 +60,9 @@ def main(argv=None):
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
     common = parse_key_values(rest)
+    owned = sorted(set(common) & set(PER_RUN_KEYS))
+    if owned:
+        raise OptionError(f"compare writes each run's files itself (OUTPUT_DIR/runs/): do not set {owned}")
 
     from recbole_lda import compat
     from recbole_lda.quick_start import run

@@ -18,6 +18,16 @@ import tempfile
 from contextlib import contextmanager
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates files readable by their owner only; a finished file gets the usual mode
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def atomic_output(path, mode="w", encoding="utf-8"):
     """Yield a temporary path next to `path`; on success rename it to `path`.
@@ -38,6 +48,7 @@ def atomic_output(path, mode="w", encoding="utf-8"):
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

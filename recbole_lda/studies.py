@@ -24,7 +24,8 @@ SPACE_DIR = os.path.join(properties_dir(), "tune")
 DISTRIBUTIONS = {"uniform": 2, "loguniform": 2, "quniform": 3, "qloguniform": 3, "randint": 2, "lograndint": 2}
 
 # Keys the harness sets for every run; the command line must not set them.
-HARNESS_KEYS = ("torch_num_threads", "gpu_id", "keep_checkpoint", "results_file", "predictions_file")
+HARNESS_KEYS = ("torch_num_threads", "gpu_id", "keep_checkpoint", "results_file", "predictions_file",
+                "save_model_dir", "anchor_plot_file")
 
 # Display keys the harness sets for every run unless the command line does.
 QUIET_KEYS = {"state": "WARNING", "show_progress": "False"}
