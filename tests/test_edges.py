@@ -116,3 +116,15 @@ def test_lda_duration_on_a_bucket_edge_goes_up(toy):
     # beta lives on the row's own bucket's anchors only
     in_scope = log_beta.exp() > 0
     assert torch.equal(in_scope, torch.tensor(expected)[:, None] == model.anchor_bucket[None, :])
+
+
+@pytest.mark.parametrize("m", [1, 5])
+def test_or_thresholds_are_the_quantiles_at_m_over_m_plus_1(toy, m):
+    """M = 5 on data with 10% quick skips: level 1/6 is above the tie at 0 s, so no threshold
+    sits at the minimum; M = 1 (the median alone) is a valid setting."""
+    model, train, _ = build("OR", toy, num_thresholds=m)
+    labels = train.inter_feat["label"].double().numpy()
+    expected = np.quantile(labels, np.arange(1, m + 1) / (m + 1))
+    assert len(np.unique(expected)) == m and expected[0] > labels.min()
+    np.testing.assert_allclose(model.thresholds.numpy(), expected, rtol=1e-6)
+    assert model.head.out_features == m

@@ -150,6 +150,14 @@ def test_tpm_parts_with_non_default_weights(toy):
     assert variance.item() == pytest.approx(0.3 * np.mean(variances) / 4.0, rel=1e-5)
 
 
+def test_tpm_scale_is_the_training_variance_even_below_one(tmp_path):
+    """Watch times in hours rather than seconds: a variance far below 1 is used as it is (the
+    floor only guards against 0)."""
+    model, train, _ = build("TPM", write_toy(tmp_path, label_scale=0.01))
+    var = train_labels(train).var()
+    assert var < 0.1 and model.label_var.item() == pytest.approx(var, rel=1e-5)
+
+
 # LDA ---------------------------------------------------------------------------------
 
 OT_SETTINGS = dict(ot_reg=0.3, ot_reg_m=2.5, ot_max_iter=7, ot_stop_threshold=1e-4)
