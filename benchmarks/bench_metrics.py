@@ -47,6 +47,16 @@ def make_data(rows, users, seed):
     return labels, preds, user, durations
 
 
+def cpu_model():
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def timed(fn, repeat):
     """(result, figures): over `repeat` runs, the run with the least CPU time (user + system)
     with its user and system seconds and minor page faults, and the minimum and median wall time."""
@@ -111,7 +121,7 @@ def main():
     labels, preds, users, durations = make_data(args.rows, args.users, args.seed)
     report = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-                    "platform": platform.platform(), "processor": platform.processor(),
+                    "platform": platform.platform(), "processor": cpu_model(),
                     "load_average_start": os.getloadavg()},
         "rows": args.rows, "users": int(len(np.unique(users))), "block_size": args.block_size,
         "repeat": args.repeat, "threads": os.environ["OMP_NUM_THREADS"], "runs": {},

@@ -159,6 +159,10 @@ def _argsort_dense(x):
     packed &= np.uint64((1 << ib) - 1)
     order = packed.view(np.int64).astype(np.intp, copy=False)
     same = np.flatnonzero(~new) if shift else ()
+    if len(same) > n // 8:  # many equal cut keys (tied labels): compare the full keys in one pass
+        full = key[order]
+        if np.array_equal(new, full[1:] != full[:-1]):
+            same = ()
     if len(same) and (key[order[same]] != key[order[same + 1]]).any():
         run = np.concatenate(([0], np.cumsum(new, dtype=np.int64)))  # run of equal cut keys
         bad = np.zeros(int(run[-1]) + 1, dtype=bool)
@@ -178,9 +182,9 @@ def _dense(x):
     if x.dtype.kind in "iub" and len(x):
         lo, hi = int(x.min()), int(x.max())
         if hi - lo <= 4 * len(x):
-            shifted = x.astype(np.int64) - lo
-            present = np.bincount(shifted) > 0
-            return (np.cumsum(present) - 1)[shifted]
+            shifted = np.subtract(x, lo, dtype=np.int64)
+            table = np.cumsum(np.bincount(shifted) > 0, dtype=_index_dtype(len(x))) - 1
+            return table[shifted]
     order, ranks = _argsort_dense(x)
     ids = np.empty(len(x), dtype=ranks.dtype)
     ids[order] = ranks
@@ -257,7 +261,10 @@ def _merge_count(seq, sizes, vbits):
         off_in = np.empty(len(sizes), dtype=np.int64)
         off_in[by_size] = off
         starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        A[np.repeat(off_in - starts, sizes) + np.arange(len(seq))] = values
+        dest = np.repeat((off_in - starts).astype(_index_dtype(total)), sizes)
+        dest += np.arange(len(seq), dtype=dest.dtype)
+        A[dest] = values
+        del dest
         del values
     acc, scratch = np.zeros(total, dtype=np.uint8), np.empty(total, dtype=np.uint8)
 
@@ -502,17 +509,18 @@ def _blocks(prep, block_size):
         c = prep.counts(np.arange(n) // block_size, nblocks)
     else:  # sort each block by (prediction rank, row) in a row of a 2-D view
         lb = max(int(block_size - 1).bit_length(), 1)
-        pr = np.empty(n, dtype=prep.pr_sorted.dtype)
-        pr[prep.order] = prep.pr_sorted
-        row = np.arange(n, dtype=np.int64)
-        local = row % block_size
         keys = np.full(nblocks * block_size, np.iinfo(np.uint64).max, dtype=np.uint64)
-        keys[:n] = (pr.astype(np.uint64) << np.uint64(lb)) | local.astype(np.uint64)
-        keys.reshape(nblocks, block_size).sort(axis=1)
-        keys = keys[:n]
-        seq = prep.yr[row - local + (keys & np.uint64((1 << lb) - 1)).astype(np.int64)]
-        pr = keys >> np.uint64(lb)
-        eq = pr[1:] == pr[:-1]
+        keys[:n][prep.order] = prep.pr_sorted  # prediction rank << bits | row in block
+        keys[:n] <<= np.uint64(lb)
+        rows = keys.reshape(nblocks, block_size)
+        rows |= np.arange(block_size, dtype=np.uint64)
+        rows.sort(axis=1)
+        index = (keys & np.uint64((1 << lb) - 1)).view(np.int64)
+        index.reshape(nblocks, block_size)[...] += (np.arange(nblocks, dtype=np.int64) * block_size)[:, None]
+        seq = prep.yr[index[:n]]
+        del index
+        keys >>= np.uint64(lb)
+        eq = keys[1:n] == keys[:n - 1]
         eq[block_size - 1::block_size] = False
         start, length = _tie_runs(eq)
         sizes = np.full(nblocks, block_size, dtype=np.int64)
