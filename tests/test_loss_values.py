@@ -221,6 +221,11 @@ def test_lda_alignment_is_cross_entropy_with_the_configured_ot(lda, monkeypatch)
         return real(a, b, M, reg, reg_m, **kw)
 
     monkeypatch.setattr(pot.unbalanced, "sinkhorn_unbalanced", spy)
+
+    def no_label_cost(*args):
+        raise AssertionError("label_cost computed with ot_label_weight = 0")
+
+    monkeypatch.setattr(model, "label_cost", no_label_cost)
     inter = first_rows(train)
     alignment = model.calculate_loss(inter)[1]
     assert calls and all(c == (0.3, 2.5, {"numItermax": 7, "stopThr": 1e-4}) for c in calls)
@@ -244,6 +249,9 @@ def test_lda_alignment_uses_the_configured_share_of_the_batch(toy, monkeypatch):
     monkeypatch.setattr(lda_module, "alignment_targets", lambda cost, *a, **kw: seen.append(cost.shape) or real(cost, *a, **kw))
     model.calculate_loss(first_rows(train, 40))
     assert seen == [(12, 12)]  # round(0.3 * 40) rows, all 3 x 4 anchors
+    model.ot_batch_fraction = 0.01  # round(0.4) = 0: still one row
+    model.calculate_loss(first_rows(train, 40))
+    assert seen[1] == (1, 12)
 
 
 def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
@@ -274,6 +282,19 @@ def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
     expected = [min(v - min(nll), 2.0) for v in nll] + [2.0] * 8
     torch.testing.assert_close(model.label_cost(torch.tensor([r]), torch.tensor([0]))[0],
                                torch.tensor(expected), atol=1e-4, rtol=1e-4)
+
+
+def test_lda_label_cost_over_every_anchor_with_scope_all(toy):
+    model, _, _ = build("LDA", toy, anchor_scope="all", ot_label_bandwidth=0.5, **LDA_SMALL)
+    values = torch.tensor([0.1, 0.3, 0.5, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0, 4.0, 6.0])  # one ratio per anchor
+    with torch.no_grad():
+        model.anchor_quantiles.copy_(torch.log1p(values).view(3, 4, 1).expand(3, 4, 8))
+    ratio = torch.tensor([1.1, 0.2])
+    got = model.label_cost(ratio, torch.tensor([0, 2]))  # the bucket does not restrict scope "all"
+    for row, r in enumerate(ratio.tolist()):
+        nll = [0.5 * ((math.log1p(r) - math.log1p(a)) / 0.5) ** 2 for a in values.tolist()]
+        expected = [min(v - min(nll), 2.0) for v in nll]
+        torch.testing.assert_close(got[row], torch.tensor(expected), atol=1e-4, rtol=1e-4)
 
 
 def test_lda_without_ot_never_solves(toy, monkeypatch):
