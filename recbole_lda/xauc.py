@@ -52,8 +52,9 @@ ties. DADF's bucket thresholds are float64 `edge_ms / play_duration_max` against
 normalised durations, so a duration exactly on an edge may fall either side there; here
 edges are exact.
 
-Algorithm: labels become order-preserving integer codes (float32 and integer labels
-without sorting, others by their dense rank); rows are put in (prediction, input order)
+Algorithm: labels become order-preserving integer codes without sorting (30 bits for
+float32 and integer labels; 62 for float64 when one family of counts is asked for),
+else by their dense rank (one sort); rows are put in (prediction, input order)
 by one `np.sort` of packed uint64 words (key << index bits | index), and in (segment,
 prediction, input order) by a radix sort of the segment ids. The label codes in that
 order are counted by a bottom-up merge sort whose merges are row sorts of a 2-D view:
@@ -105,29 +106,43 @@ def _sortable(x):
     return np.where(u & sign, ~u, u | sign)
 
 
-def _label_codes(x):
-    """Integer codes < 2^30 in the order of `x` (equal values, equal codes) without sorting, or None.
+def _label_codes(x, bits=30):
+    """Integer codes < 2^bits in the order of `x` (equal values, equal codes) without sorting, or None.
 
-    Integers in a range under 2^30 shift to 0; 32-bit floats (and float64 values that are all
-    float32 numbers) keep their 23 mantissa bits under a dense rank of the 9 sign-and-exponent
-    bits of the sortable key, which fits when at most 128 such prefixes occur.
+    Integers in a range under 2^bits shift to 0. Floats keep their mantissa under a dense
+    rank of the sign-and-exponent prefix of their sortable key: 23 + 7 bits for 32-bit
+    floats (and float64 arrays of float32 numbers) when at most 128 prefixes occur; with
+    bits > 30, 52 + (bits - 52) for float64.
     """
     if x.dtype.kind not in "biuf":
         return None
     if x.dtype.kind in "biu":
-        if len(x) and int(x.max()) - int(x.min()) < 1 << 30:
-            return (x.astype(np.int64) - int(x.min())).astype(np.uint32)
+        if len(x) and int(x.max()) - int(x.min()) < 1 << bits:
+            return np.subtract(x, int(x.min()), dtype=np.int64).astype(np.uint32 if bits <= 32 else np.uint64)
         return None
     if x.dtype.itemsize > 4:
         with np.errstate(over="ignore"):
-            if not np.array_equal(x.astype(np.float32), x):
-                return None
-    key = _sortable(x.astype(np.float32))
+            narrow = x.astype(np.float32)
+        if not np.array_equal(narrow, x):
+            return _float64_codes(x, bits) if bits > 52 else None
+        x = narrow
+    key = _sortable(x.astype(np.float32, copy=False))
     prefix = key >> np.uint32(23)
     rank = np.cumsum(np.bincount(prefix, minlength=512) > 0) - 1
     if rank[-1] >= 128:
         return None
     return (rank.astype(np.uint32)[prefix] << np.uint32(23)) | (key & np.uint32((1 << 23) - 1))
+
+
+def _float64_codes(x, bits):
+    key = _sortable(x)
+    prefix = (key >> np.uint64(52)).astype(np.int64)
+    rank = np.cumsum(np.bincount(prefix, minlength=4096) > 0) - 1
+    if rank[-1] >= 1 << (bits - 52):
+        return None
+    key &= np.uint64((1 << 52) - 1)
+    key |= rank.astype(np.uint64)[prefix] << np.uint64(52)
+    return key
 
 
 def _index_dtype(n):
@@ -370,7 +385,7 @@ def _counts(seq, sizes, vbits, tie_seq, tie_sizes, tie_segment):
 class _Prepared:
     """What every convention shares: label codes, and the rows in (prediction, input order)."""
 
-    def __init__(self, labels, preds):
+    def __init__(self, labels, preds, families=1):
         y, p = np.asarray(labels), np.asarray(preds)
         if y.ndim != 1 or y.shape != p.shape:
             raise ValueError(f"labels and preds must be 1-d arrays of one shape, got {y.shape} and {p.shape}")
@@ -378,7 +393,9 @@ class _Prepared:
         self.nan = any(x.dtype.kind == "f" and np.isnan(x).any() for x in (y, p))
         if self.nan:  # NaN in, NaN out (as RecBole's MAE): every figure is undefined
             return
-        self.yr = _label_codes(y) if self.n else None  # no sort needed for float32 or integer labels
+        # label codes without a sort: 30 bits for float32 or integer labels; for one family of
+        # counts, float64 codes of up to 62 bits (merging 64-bit words costs less than a sort)
+        self.yr = _label_codes(y, 62 if families == 1 else 30) if self.n else None
         if self.yr is None:  # dense ranks
             order_y, rank_y = _argsort_dense(y)
             self.yr = np.empty(self.n, dtype=rank_y.dtype)
@@ -619,7 +636,7 @@ def all_conventions(labels, preds, users=None, durations=None, edges=DADF_EDGES,
     are None, never NaN (xauc_cwm is 1.0 for fewer than 2 rows, as CWM reports it); every
     figure is None when a label or prediction is NaN.
     """
-    prep = _Prepared(labels, preds)
+    prep = _Prepared(labels, preds, families=2 + (users is not None) + (durations is not None))
     out = {"rows": len(prep.y), **_global(prep), "xauc_blocks": _blocks(prep, block_size)}
     if users is not None:
         out["xgauc"], out["xgauc_cwm"] = _users(prep, users)
