@@ -164,6 +164,21 @@ def test_internal_paths_give_the_same_counts(seed, monkeypatch):
         assert all(same(g, e) for g, e in zip(got, expected))
 
 
+def test_label_codes_and_label_ranks_agree():
+    # one convention codes float64 labels in 62 bits without sorting; all_conventions ranks
+    # them (a sort) so that its merges stay 32-bit: the counts must be the same
+    rng = np.random.default_rng(300)
+    y = np.round(rng.gamma(1.0, 10.0, 500), 3)  # not float32 numbers
+    p = np.round(y + rng.normal(0, 5, 500), 1)
+    users = rng.integers(0, 9, 500)
+    assert X._label_codes(y) is None and X._label_codes(y, 62) is not None
+    together = X.all_conventions(y, p, users=users)
+    for name in ("xauc", "xauc_dadf", "xauc_cwm", "xauc_blocks"):
+        assert getattr(X, name)(y, p) == together[name]
+    assert X.xgauc(y, p, users) == together["xgauc"] and X.xgauc_cwm(y, p, users) == together["xgauc_cwm"]
+    assert X.xauc(y, p) == pytest.approx(brute_ours(y, p), abs=1e-12)
+
+
 def test_values_one_ulp_apart_are_not_tied():
     # float64 keys are cut to fit the sort word; values that differ only in the cut bits
     # must still be ranked apart, and equal values kept in input order
