@@ -25,6 +25,7 @@ later (a deleted record, a missing or truncated file, an unreadable parquet file
 reported in one warning line, removed and built again.
 """
 
+import dataclasses
 import logging
 import os
 import time
@@ -149,6 +150,49 @@ def _load_prepared(prepared_dir):
         return None
 
 
+def read_label_clip(config):
+    """Validated label clipping options: {label_clip, label_clip_quantile} (quantile None unless used)."""
+    kind = config_get(config, "label_clip")
+    if kind not in (None, "duration", "duration_quantile"):
+        raise ValueError(f"label_clip must be ~, 'duration' or 'duration_quantile', got {kind!r}")
+    q = None
+    if kind == "duration_quantile":
+        q = float(require(config, "label_clip_quantile"))
+        if not 0 < q <= 1:
+            raise ValueError(f"label_clip_quantile must be in (0, 1], got {q}")
+    return {"label_clip": kind, "label_clip_quantile": q}
+
+
+def clip_labels(tables, parts, clip):
+    """Clip the label of every split's rows (a protocol's target truncation).
+
+    duration: at each row's duration (CWM); duration_quantile: at the label_clip_quantile
+    quantile of the training split's durations (HEGM's 99th percentile, from training rows
+    only). Returns (tables with a clipped copy of inter, {"label_clip_at": bound or None,
+    "label_clipped": {split: rows clipped}}); tables unchanged when label_clip is ~.
+    """
+    kind = clip["label_clip"]
+    if kind is None:
+        return tables, {}
+    inter = tables.inter
+    label = inter["label"].to_numpy(dtype=np.float64)
+    duration = inter["duration"].to_numpy(dtype=np.float64)
+    if kind == "duration":
+        bound, at = duration, None
+    else:
+        train = duration[parts["train"]]
+        if len(train) == 0:
+            raise ValueError("label_clip: duration_quantile needs training rows")
+        at = float(np.quantile(train, clip["label_clip_quantile"]))
+        bound = np.full(len(label), at)
+    over = label > bound
+    counts = {name: int(over[rows].sum()) for name, rows in parts.items()}
+    logger.info(f"label_clip {kind}{'' if at is None else f' at {at:g} s'}: labels clipped per split {counts}")
+    inter = inter.copy()
+    inter["label"] = np.where(over, bound, label).astype(inter["label"].dtype)
+    return dataclasses.replace(tables, inter=inter), {"label_clip_at": at, "label_clipped": counts}
+
+
 def prepare(config):
     """Convert (cached), split and write the dataset `config['dataset']` for RecBole.
 
@@ -171,7 +215,11 @@ def prepare(config):
     conversion_key = short_hash(
         {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
     )
-    prepared_key = short_hash({"conversion": conversion_key, "split": split, "version": PREPARED_VERSION})
+    clip = read_label_clip(config)
+    key_parts = {"conversion": conversion_key, "split": split, "version": PREPARED_VERSION}
+    if clip["label_clip"] is not None:  # unclipped runs keep their old prepared folders
+        key_parts["label_clip"] = clip
+    prepared_key = short_hash(key_parts)
     prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
     meta = _load_prepared(prepared_dir)
     if meta is not None:
@@ -182,6 +230,7 @@ def prepare(config):
     cache_dir = os.path.join(data_path, "converted", conversion_key)
     tables, conversion_seconds, conversion_hit = _load_or_convert(module, raw_dir, options, cache_dir)
     parts = split_rows(tables.inter, split)
+    tables, clipped = clip_labels(tables, parts, clip)
 
     write_start = time.perf_counter()
     with atomic_dir(prepared_dir) as tmp:
@@ -199,6 +248,7 @@ def prepare(config):
             "rows_dropped": tables.rows_dropped,
             "missing_values": tables.missing_values,
             "rows_per_split": {k: len(v) for k, v in parts.items()},
+            "label_clip": {**clip, **clipped},
             "users": int(tables.inter["user_id"].nunique()),
             "items": int(tables.inter["item_id"].nunique()),
             "fields": types,

@@ -2,8 +2,11 @@
 
 Precedence, lowest first: RecBole's overall.yaml, dataset defaults and its quick-start
 defaults for context models; then our `properties/overall.yaml`,
-`properties/model/<model>.yaml`, `properties/dataset/<dataset>.yaml` (shipped inside the
-package as `recbole_lda.properties`); then config files, the config dict, and the
+`properties/model/<model>.yaml`, `properties/dataset/<dataset>.yaml`, then
+`properties/protocol/<protocol>.yaml` (the `protocol` key, from the command line, config
+dict, config files or overall.yaml; its reserved `per_dataset: {<dataset>: {...}}` block
+applies to the run's dataset only) (all shipped inside the package as
+`recbole_lda.properties`); then config files, the config dict, and the
 command-line overrides.
 
 Unlike RecBole's, this Config refuses, before any work: an unknown model or dataset, a
@@ -24,6 +27,8 @@ from recbole_lda.registry import UnknownNameError, did_you_mean, get_model
 
 # Keys that are names rather than configuration (RecBole takes them from the same dicts).
 NAME_KEYS = ("model", "dataset", "config_files")
+# Reserved top-level key of a protocol YAML: {dataset: {key: value}} applied to that dataset only.
+PER_DATASET_KEY = "per_dataset"
 
 
 def known_datasets():
@@ -119,6 +124,27 @@ class Config(RecBoleConfig):
             loaded = self._update_internal_config_dict(path) or {}
             if path.endswith(os.path.join("dataset", f"{dataset}.yaml")):
                 self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
+        self._load_protocol(dataset)
+
+    def _load_protocol(self, dataset):
+        """Overlay properties/protocol/<protocol>.yaml (after the dataset YAML, below config
+        files, config dict and command line). Every key it sets must already be known."""
+        name = self.external_config_dict.get("protocol", self.internal_config_dict.get("protocol"))
+        protocols = yaml_files("protocol")
+        if name not in protocols:
+            raise OptionError(f"unknown protocol {name!r}{did_you_mean(str(name), protocols)} (protocols: {', '.join(protocols)})")
+        path = protocols[name]
+        with open(path, encoding="utf-8") as f:
+            loaded = yaml.load(f.read(), Loader=self.yaml_loader) or {}
+        per_dataset = loaded.pop(PER_DATASET_KEY, None) or {}
+        if not isinstance(per_dataset, dict):
+            raise OptionError(f"{path}: {PER_DATASET_KEY} must map dataset names to key: value blocks")
+        values = {**loaded, **(per_dataset.get(dataset) or {})}
+        unknown = [k for k in values if k not in self.internal_config_dict]
+        if unknown:
+            raise OptionError(f"protocol {name!r} ({path}) sets {unknown[0]!r}, which is not a key of {self.model} on {dataset}")
+        self.internal_config_dict.update(values)
+        self._protocol_values = values
 
     # --- checks
     def _where(self, key):
@@ -128,6 +154,8 @@ class Config(RecBoleConfig):
             return f"{key} (config dict)"
         if key in self._file_of_key:
             return f"{key} (in {self._file_of_key[key]})"
+        if key in getattr(self, "_protocol_values", {}):
+            return f"{key} (protocol {self.final_config_dict.get('protocol')})"
         return f"{key} (default)"
 
     def _check_options(self):

@@ -27,6 +27,7 @@ from recbole_lda.config import Config, check_dataset_name
 from recbole_lda.options import OptionError
 from recbole_lda.fileio import atomic_output, check_writable, json_safe, write_json
 from recbole_lda.metrics import xauc
+from recbole_lda.xauc import all_conventions
 from recbole_lda.registry import get_trainer
 from recbole_lda.trainer import interactions
 
@@ -79,6 +80,28 @@ def predict_split(model, data_loader):
     frame["user_id"] = dataset.id2token(uid, frame["user_id"].to_numpy())
     frame["item_id"] = dataset.id2token(iid, frame["item_id"].to_numpy())
     return frame
+
+
+def convention_scores(config, test_frame, test_result):
+    """Every XAUC convention and the per-duration-bucket table (`recbole_lda.xauc.all_conventions`)
+    on the test predictions in the predictions file's order (xauc_blocks follows it), for
+    test_result. RecBole's own keys (xauc, xgauc) are kept: ours must agree with them
+    (logged when they do not, beyond the reported decimals)."""
+    frame = test_frame
+    scores = all_conventions(
+        frame["label"].to_numpy(),
+        frame["prediction"].to_numpy(),
+        users=frame["user_id"].to_numpy(),
+        durations=frame["duration"].to_numpy(),
+        edges=tuple(float(e) for e in config["metric_bucket_edges"]),
+        block_size=int(config["xauc_block_size"]),
+    )
+    tolerance = 10.0 ** -int(config["metric_decimal_place"])
+    for key in ("xauc", "xgauc"):
+        theirs, ours = test_result.get(key), scores.get(key)
+        if theirs is not None and ours is not None and abs(float(theirs) - ours) > tolerance:
+            logging.getLogger(__name__).warning(f"test {key}: RecBole's {theirs} differs from recbole_lda.xauc's {ours}")
+    return {k: v for k, v in scores.items() if k not in test_result}
 
 
 def reference_scores(config, train_dataset, test_frame):
@@ -178,6 +201,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         timings["test_s"] = perf_counter() - mark
         logger.info(f"test: {dict(test_result)}")
         test_frame = predict_split(net, test_data)
+        test_result = {**dict(test_result), **convention_scores(config, test_frame, test_result)}
         reference = reference_scores(config, train_data._dataset, test_frame)
         test_report = net.split_report(test_data)
     if config["save_model_dir"]:  # the best weights (the net holds the last ones when the test was skipped)
