@@ -40,6 +40,22 @@ logger = logging.getLogger(__name__)
 
 # (metric, label, True when higher is better)
 BOARD_METRICS = (("mae", "MAE", False), ("xauc", "XAUC", True))
+# XAUC conventions a board can show (--xauc=KEY), each a test_result key of every run
+# (recbole_lda.xauc.all_conventions), with what the Markdown says about it.
+XAUC_CONVENTIONS = {
+    "xauc": "ours: exact, all pairs with unequal labels, prediction ties 1/2",
+    "xauc_dadf": "DADF: pairs strictly ordered the same way / all n(n-1)/2 pairs (label ties in the denominator, prediction ties 0)",
+    "xauc_cwm": "CWM: exact, prediction ties broken by sort order",
+    "xauc_blocks": "HEGM: inside consecutive blocks of xauc_block_size test rows in the predictions file's order, label ties excluded, prediction ties 1/2, pooled",
+}
+
+
+def board_metrics(xauc="xauc"):
+    """(metric, label, higher is better) of the board's columns: MAE and the XAUC convention `xauc`."""
+    if xauc not in XAUC_CONVENTIONS:
+        raise ValueError(f"--xauc={xauc}: expected one of {', '.join(XAUC_CONVENTIONS)}")
+    label = "XAUC" if xauc == "xauc" else f"XAUC ({xauc.split('_', 1)[1]})"
+    return (("mae", "MAE", False), (xauc, label, True))
 ALPHA = 0.05  # significance level of the marks
 
 
@@ -90,18 +106,18 @@ def welch(a, b):
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
-def compare_with_baselines(table, records, proposed):
+def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
     """Best-per-column flags, and on the proposed method's rows its relative improvement
     over the best baseline and Welch's p-value, per dataset and metric."""
     frame = pd.DataFrame(records)
     proposed_model = parse_entry(proposed)[0]
     table = table.copy()
-    for metric, _, higher in BOARD_METRICS:
+    for metric, _, higher in metrics:
         table[f"{metric}_best"] = False
         for col in ("best_baseline", "improvement_pct", "welch_p"):
             table[f"{metric}_{col}"] = np.nan if col != "best_baseline" else None
     for dataset, rows in table.groupby("dataset", sort=False):
-        for metric, _, higher in BOARD_METRICS:
+        for metric, _, higher in metrics:
             means = rows[f"{metric}_mean"]
             if means.notna().any():
                 table.loc[means.idxmax() if higher else means.idxmin(), f"{metric}_best"] = True
@@ -120,7 +136,7 @@ def compare_with_baselines(table, records, proposed):
     return table
 
 
-def build_table(studies, records, proposed):
+def build_table(studies, records, proposed, metrics=BOARD_METRICS):
     if not records:
         raise ValueError("no final run is stored yet: nothing to put on the leaderboard")
     table = summarise(records)
@@ -136,7 +152,7 @@ def build_table(studies, records, proposed):
             "tuning_wall_s": s["wall_time_s"],
         })
     table = pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
-    return compare_with_baselines(table, records, proposed)
+    return compare_with_baselines(table, records, proposed, metrics)
 
 
 def _cell(row, metric, bold):
@@ -169,21 +185,24 @@ def _grid(table):
     return datasets, methods, rows
 
 
-def to_markdown(table, studies, manifest, proposed):
+def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS):
     datasets, methods, rows = _grid(table)
     seeds = sorted(set(table["seeds"]))
     lines = ["# Leaderboard", "",
              f"Test MAE (seconds, lower is better) and XAUC (higher is better) of each method's best "
              f"configuration, mean ± std over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}; **bold**: best mean per column.", ""]
-    header = ["Method"] + [f"{d} {label}" for d in datasets for _, label, _ in BOARD_METRICS]
+    lines += [f"Conventions: MAE on the test labels in seconds; {label}: {XAUC_CONVENTIONS[metric]}."
+              for metric, label, _ in metrics if metric in XAUC_CONVENTIONS]
+    lines += [""]
+    header = ["Method"] + [f"{d} {label}" for d in datasets for _, label, _ in metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:
         cells = [_cell(rows[(m, d)], metric, True) if (m, d) in rows else "—"
-                 for d in datasets for metric, _, _ in BOARD_METRICS]
+                 for d in datasets for metric, _, _ in metrics]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if proposed in methods:
         cells = [_gain_text(rows[(proposed, d)], metric) if (proposed, d) in rows else "—"
-                 for d in datasets for metric, _, _ in BOARD_METRICS]
+                 for d in datasets for metric, _, _ in metrics]
         lines.append(f"| {proposed} vs best baseline | " + " | ".join(cells) + " |")
         lines += ["", f"Improvement: relative to the best baseline of the column (another model's best mean), "
                   f"positive when {proposed} is better. p: two-sided Welch's t-test (unequal variances) on the "
@@ -217,18 +236,18 @@ def _tex(text):
     return re.sub(r"([_%&#$])", r"\\\1", str(text))
 
 
-def to_latex(table, proposed):
+def to_latex(table, proposed, metrics=BOARD_METRICS):
     datasets, methods, rows = _grid(table)
-    k = len(BOARD_METRICS)
+    k = len(metrics)
     out = ["% Generated by recbole_lda.leaderboard. Needs \\usepackage{booktabs}.",
            "\\begin{tabular}{l" + "c" * (k * len(datasets)) + "}", "\\toprule",
            "Method & " + " & ".join(f"\\multicolumn{{{k}}}{{c}}{{{_tex(d)}}}" for d in datasets) + " \\\\",
            " & " + " & ".join(label + (" $\\uparrow$" if higher else " $\\downarrow$")
-                              for _ in datasets for _, label, higher in BOARD_METRICS) + " \\\\", "\\midrule"]
+                              for _ in datasets for _, label, higher in metrics) + " \\\\", "\\midrule"]
     for m in methods:
         cells = []
         for d in datasets:
-            for metric, _, _ in BOARD_METRICS:
+            for metric, _, _ in metrics:
                 r = rows.get((m, d))
                 if r is None or not np.isfinite(r[f"{metric}_mean"]):
                     cells.append("--")
@@ -240,23 +259,23 @@ def to_latex(table, proposed):
     if proposed in methods:
         out.append("\\midrule")
         cells = [_gain_text(rows[(proposed, d)], metric, latex=True) if (proposed, d) in rows else "--"
-                 for d in datasets for metric, _, _ in BOARD_METRICS]
+                 for d in datasets for metric, _, _ in metrics]
         out.append(f"{_tex(proposed)} vs best baseline & " + " & ".join(cells) + " \\\\")
     out += ["\\bottomrule", "\\end{tabular}", ""]
     return "\n".join(out)
 
 
-def plot(table, path, proposed):
+def plot(table, path, proposed, metrics=BOARD_METRICS):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     datasets, methods, rows = _grid(table)
-    fig, axes = plt.subplots(len(BOARD_METRICS), len(datasets), figsize=(1.2 + 0.55 * len(methods) * len(datasets) + 2,
-                                                                          3.2 * len(BOARD_METRICS)), squeeze=False)
+    fig, axes = plt.subplots(len(metrics), len(datasets), figsize=(1.2 + 0.55 * len(methods) * len(datasets) + 2,
+                                                                          3.2 * len(metrics)), squeeze=False)
     for j, d in enumerate(datasets):
-        for i, (metric, label, higher) in enumerate(BOARD_METRICS):
+        for i, (metric, label, higher) in enumerate(metrics):
             ax = axes[i][j]
             for x, m in enumerate(methods):
                 r = rows.get((m, d))
@@ -282,19 +301,21 @@ def plot(table, path, proposed):
     plt.close(fig)
 
 
-def build(output_dir, proposed=None):
+def build(output_dir, proposed=None, xauc="xauc"):
     """Write DIR/leaderboard.{md,csv,tex,png} from the stored results; return the Board.
-    `proposed`: the method compared with the best baseline (default: the manifest's, else LDA)."""
+    `proposed`: the method compared with the best baseline (default: the manifest's, else LDA);
+    `xauc`: the XAUC convention shown (a key of XAUC_CONVENTIONS)."""
+    metrics = board_metrics(xauc)
     studies, records, manifest = collect(output_dir)
     proposed = proposed or manifest.get("proposed") or "LDA"
-    table = build_table(studies, records, proposed)
-    markdown = to_markdown(table, studies, manifest, proposed)
+    table = build_table(studies, records, proposed, metrics)
+    markdown = to_markdown(table, studies, manifest, proposed, metrics)
     paths = {ext: os.path.join(output_dir, f"leaderboard.{ext}") for ext in ("md", "csv", "tex", "png")}
     atomic_write_text(paths["md"], markdown)
     with atomic_output(paths["csv"]) as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_text(paths["tex"], to_latex(table, proposed))
-    plot(table, paths["png"], proposed)
+    atomic_write_text(paths["tex"], to_latex(table, proposed, metrics))
+    plot(table, paths["png"], proposed, metrics)
     return Board(table, markdown, paths)
 
 
@@ -303,10 +324,12 @@ def main(argv=None):
                                      allow_abbrev=False)
     parser.add_argument("--output_dir", required=True, help="a tuning output folder (python -m recbole_lda.tune)")
     parser.add_argument("--proposed", default=None, help="the method compared with the best baseline")
+    parser.add_argument("--xauc", default="xauc", choices=list(XAUC_CONVENTIONS),
+                        help="the XAUC convention shown (default: ours)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.output_dir):
         raise FileNotFoundError(f"--output_dir={args.output_dir}: no such folder")
-    print(build(args.output_dir, proposed=args.proposed).markdown)
+    print(build(args.output_dir, proposed=args.proposed, xauc=args.xauc).markdown)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import pandas as pd
 
 from recbole_lda.options import OptionError, parse_key_values
 
-METRICS = ("mae", "xauc", "xgauc", "rmse")
+METRICS = ("mae", "xauc", "xgauc", "rmse", "xauc_dadf", "xauc_cwm", "xauc_blocks", "xgauc_cwm")  # every XAUC convention of test_result (older results: NaN)
 
 
 def parse_entry(entry):
@@ -66,7 +66,8 @@ def summarise(records):
     for (dataset, entry), group in frame.groupby(["dataset", "entry"], sort=False):
         row = {"dataset": dataset, "model": entry, "seeds": len(group)}
         for m in METRICS:
-            row[f"{m}_mean"], row[f"{m}_std"] = group[m].mean(), group[m].std(ddof=1) if len(group) > 1 else 0.0
+            values = group[m] if m in group else pd.Series(np.nan, index=group.index)  # records of older runs
+            row[f"{m}_mean"], row[f"{m}_std"] = values.mean(), values.std(ddof=1) if len(group) > 1 else 0.0
         row["epoch_s_mean"] = group["epoch_s"].mean()
         row["epochs_mean"] = group["epochs"].mean()
         row["train_mean_mae"] = group["train_mean_mae"].mean()

@@ -309,6 +309,8 @@ def parser():
     p.add_argument("--proposed", default=None,
                    help="the method compared with the best baseline in the leaderboard (default: LDA, or the stored one)")
     p.add_argument("--leaderboard_only", action="store_true", help="rebuild the leaderboard from OUTPUT_DIR; no training")
+    p.add_argument("--xauc", default="xauc",
+                   help="the XAUC convention the leaderboard shows: xauc (ours), xauc_dadf, xauc_cwm or xauc_blocks")
     return p
 
 
@@ -319,10 +321,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
     from recbole_lda import leaderboard
 
+    if args.xauc not in leaderboard.XAUC_CONVENTIONS:  # before any tuning
+        p.error(f"--xauc={args.xauc}: expected one of {', '.join(leaderboard.XAUC_CONVENTIONS)}")
     if args.leaderboard_only:
         if rest:
             p.error(f"--leaderboard_only takes no run keys, got {rest}")
-        print(leaderboard.build(args.output_dir, proposed=args.proposed).markdown)
+        print(leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc).markdown)
         return 0
     if not args.models or not args.num_samples:
         p.error("--models and --num_samples are required (or --leaderboard_only)")
@@ -383,7 +387,7 @@ def main(argv=None):
     finally:
         ray.shutdown()
     if any(os.path.exists(run_path(args.output_dir, s, 0)) for s in studies):
-        board = leaderboard.build(args.output_dir, proposed=args.proposed)
+        board = leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc)
         print(board.markdown)
     print(f"wall time {fmt_duration(time.time() - start)}; results in {args.output_dir}", file=sys.stderr)
     if failures:
