@@ -46,6 +46,7 @@ def test_arguments_reach_pot_unchanged(monkeypatch):
     a, b = torch.full((4,), 0.25, dtype=F64), torch.tensor([0.2, 0.3, 0.5], dtype=F64)
     unbalanced_plan(cost, a, b, reg=0.37, reg_m=2.5, max_iter=13, stop_threshold=1e-5, dtype=F64)
     (ga, gb, gM, reg, reg_m, kw), = calls
+    assert all(isinstance(x, np.ndarray) for x in (ga, gb, gM))  # on the CPU, POT's numpy backend (faster)
     np.testing.assert_array_equal(ga, a.numpy())
     np.testing.assert_array_equal(gb, b.numpy())
     np.testing.assert_array_equal(gM, cost.numpy())
@@ -165,3 +166,9 @@ def test_float32_is_chosen_from_the_in_scope_costs():
     assert plan(0.0625, max_cost=5.5).dtype == torch.float64
     assert plan(0.5, dtype=torch.float64).dtype == torch.float64  # forced
     assert plan(0.03, dtype=torch.float32).dtype == torch.float32
+    # every input is converted: float64 masses and cost still give a float32 solve when it is safe
+    a64, b64 = a.double(), b.double()
+    mixed = unbalanced_plan(cost.double(), a64, b64, reg=0.5, reg_m=1.0, max_iter=5, stop_threshold=1e-6)
+    assert mixed.dtype == torch.float32
+    assert unbalanced_plan(cost.double(), a64, b64, reg=0.5, reg_m=1.0, max_iter=5, stop_threshold=1e-6,
+                           dtype=torch.float32).dtype == torch.float32
