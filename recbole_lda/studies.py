@@ -287,14 +287,15 @@ def check_settings(path, settings, has_results):
     current = json_safe(settings)
     if os.path.exists(path):
         stored = read_json(path)["settings"]
-        if stored != current:
-            diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
-            if has_results:
-                raise OptionError(
-                    f"{path} was made with other settings (differences in {diff}); finished results are never "
-                    f"overwritten: use another --output_dir, or the original settings"
-                )
-            logger.info(f"{path}: no trial of the earlier settings finished; starting over with these")
+        if stored == current:
+            return  # a rerun rewrites nothing
+        diff = sorted(k for k in set(stored) | set(current) if stored.get(k) != current.get(k))
+        if has_results:
+            raise OptionError(
+                f"{path} was made with other settings (differences in {diff}); finished results are never "
+                f"overwritten: use another --output_dir, or the original settings"
+            )
+        logger.info(f"{path}: no trial of the earlier settings finished; starting over with these")
     write_json(path, {"settings": current})
 
 
