@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from recbole.evaluator.collector import DataStruct
+from recbole_lda import pair_counts as P
 from recbole_lda import xauc as X
 from recbole_lda.metrics import XAUC, XGAUC
 
@@ -158,7 +159,7 @@ def test_internal_paths_give_the_same_counts(seed, monkeypatch):
     users = rng.integers(0, 5, n)
     expected = (brute_ours(y, p), brute_cwm(y, p), brute_blocks(y, p, 37), brute_xgauc_cwm(y, p, users))
     for alone, block_rows in ((1 << 16, 1 << 16), (40, 1), (3, 1 << 16)):
-        monkeypatch.setattr(X, "_ALONE", alone)
+        monkeypatch.setattr(P, "_ALONE", alone)
         monkeypatch.setattr(X, "_BLOCK_ROWS", block_rows)
         got = (X.xauc(y, p), X.xauc_cwm(y, p), X.xauc_blocks(y, p, 37), X.xgauc_cwm(y, p, users))
         assert all(same(g, e) for g, e in zip(got, expected))
@@ -171,7 +172,7 @@ def test_label_codes_and_label_ranks_agree():
     y = np.round(rng.gamma(1.0, 10.0, 500), 3)  # not float32 numbers
     p = np.round(y + rng.normal(0, 5, 500), 1)
     users = rng.integers(0, 9, 500)
-    assert X._label_codes(y) is None and X._label_codes(y, 62) is not None
+    assert P._label_codes(y) is None and P._label_codes(y, 62) is not None
     together = X.all_conventions(y, p, users=users)
     for name in ("xauc", "xauc_dadf", "xauc_cwm", "xauc_blocks"):
         assert getattr(X, name)(y, p) == together[name]
@@ -185,7 +186,7 @@ def test_values_one_ulp_apart_are_not_tied():
     base = 1.0 + np.array([0, 3, 1, 2, 0, 1, 3, 2]) * np.spacing(1.0)
     y = np.concatenate([base, [-1e300, 0.0, -0.0, np.inf]])
     p = np.arange(len(y), dtype=np.float64)[::-1]
-    order, ranks = X._argsort_dense(y)
+    order, ranks = P._argsort_dense(y)
     assert order.tolist() == np.argsort(y, kind="stable").tolist()
     assert ranks.tolist() == np.unique(y, return_inverse=True)[1][order].tolist()
     assert same(X.xauc(y, p), brute_ours(y, p)) and same(X.xauc_cwm(y, p), brute_cwm(y, p))
