@@ -43,9 +43,9 @@ from recbole_lda.errors import UsageError, guarded
 from recbole_lda.fileio import atomic_output, check_writable, write_json
 from recbole_lda.options import OptionError, parse_key_values
 from recbole_lda.registry import did_you_mean
+from recbole_lda.predict_input import InputError, as_tokens, column_name, count_rows, first_line_with_more_fields
 from recbole_lda.saved_model import SavedModel, load
 
-RECBOLE_TYPES = ("token", "float", "token_seq", "float_seq")
 PREDICTION = "prediction"
 # An input whose first this many rows name no known user and no known video is refused as a
 # file of another dataset (fewer rows: new users and videos, scored with the unknown-id embeddings).
@@ -78,31 +78,6 @@ OPTIONS = {  # key -> (parser, default)
     "torch_num_threads": (int, None),
     "show_progress": (bool, None),
 }
-
-
-class InputError(ValueError):
-    """Rows a saved model cannot score: a missing or foreign column, a bad value (exit status 1)."""
-
-
-def column_name(header):
-    """A column's field name: RecBole's atomic headers carry a type suffix (`duration:float`)."""
-    name, sep, kind = header.rpartition(":")
-    return name if sep and kind in RECBOLE_TYPES else header
-
-
-def _as_tokens(series):
-    """Token strings of a column as RecBole reads them from a file (str; missing -> '')."""
-    if pd.api.types.is_bool_dtype(series) or pd.api.types.is_integer_dtype(series):
-        return series.astype(str).to_numpy(dtype=object)
-    if pd.api.types.is_float_dtype(series):  # ids read as floats (e.g. a column with gaps): 12.0 -> '12'
-        values = series.to_numpy(np.float64)
-        out = np.full(len(values), "", dtype=object)
-        whole = np.isfinite(values) & (values == np.round(values))
-        out[whole] = values[whole].astype(np.int64).astype(str)
-        other = np.isfinite(values) & ~whole
-        out[other] = values[other].astype(str)
-        return out
-    return series.fillna("").astype(str).to_numpy(dtype=object)
 
 
 class Predictor:
@@ -167,7 +142,7 @@ class Predictor:
 
     # --- values
     def _token_ids(self, name, series):
-        tokens = _as_tokens(series)
+        tokens = as_tokens(series)
         ids = self.saved.token_index(name).get_indexer(tokens)
         ids[ids < 0] = 0  # unknown -> RecBole's padding id ('[PAD]' itself is 0 too)
         unknown = ids == 0
@@ -182,7 +157,7 @@ class Predictor:
         length = self.saved.fields[name].get("seqlen") or 1
         out = np.zeros((len(series), length), dtype=np.int64)
         unknown = 0
-        for row, text in enumerate(_as_tokens(series)):
+        for row, text in enumerate(as_tokens(series)):
             tokens = [t for t in text.split(sep) if t != ""][:length]
             if tokens:
                 ids = index.get_indexer(tokens)
@@ -289,26 +264,6 @@ def predict_frame(model_dir, frame, device="cpu", batch_size=8192, keep_columns=
     return out
 
 
-def _first_line_with_more_fields(path, sep, fields):
-    """The number of the first line of a CSV file with more than `fields` fields (error path only)."""
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter=sep)
-        for row in reader:
-            if len(row) > fields:
-                return reader.line_num, len(row)
-    return "?", "more"
-
-
-def _count_rows(path):
-    """Data lines of a file (lines after the header), for the progress bar's total."""
-    lines, last = 0, b"\n"
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 22), b""):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    return max(lines + (last != b"\n") - 1, 0)
-
-
 def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, device="cpu", keep_columns=(),
                  allow_all_unknown=False, show_progress=None, summary_file=None):
     """Score every row of CSV file `input` and write `output` (see the module docstring);
@@ -338,7 +293,7 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
     show = sys.stderr.isatty() if show_progress is None else show_progress
     from tqdm import tqdm
 
-    bar = tqdm(total=_count_rows(input) if show else None, unit="rows", unit_scale=True, disable=not show,
+    bar = tqdm(total=count_rows(input) if show else None, unit="rows", unit_scale=True, disable=not show,
                desc=f"{predictor.model_name} predictions", file=sys.stderr)
     # index_col=False: a line with more fields than the header is an error, never a shifted row
     reader = pd.read_csv(input, sep=sep, dtype=str, keep_default_na=False, na_filter=False, chunksize=chunk_rows,
@@ -363,7 +318,7 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
                 raise InputError(f"{input}, line {line}: {count} fields, but line 1 names {expected} columns") from None
             raise InputError(f"{input}: {' '.join(str(err).split())}") from None
         except pd.errors.ParserWarning:  # the first data line has more fields than the header
-            line, count = _first_line_with_more_fields(input, sep, len(names))
+            line, count = first_line_with_more_fields(input, sep, len(names))
             raise InputError(f"{input}, line {line}: {count} fields, but line 1 names {len(names)} columns") from None
         except UnicodeDecodeError as err:
             raise InputError(f"{input} is not UTF-8 text ({err.reason} at byte {err.start})") from None
