@@ -71,20 +71,8 @@ import time
 
 from recbole_lda.fileio import read_json, write_json
 from recbole_lda.options import OptionError
-from recbole_lda.studies import (
-    SPACE_DIR,
-    budget,
-    build_studies,
-    check_ray_address,
-    check_settings,
-    check_studies,
-    finite_or_none,
-    read_tail,
-    resolve_study,
-    run_path,
-    select_best,
-    tuning_path,
-)
+from recbole_lda.studies import (SPACE_DIR, budget, build_studies, check_ray_address, check_settings, check_studies,
+                                 finite_or_none, read_tail, resolve_study, run_path, select_best, tuning_path)
 from recbole_lda.trials import final_run, fmt_duration, progress_callback, ray_search_space, tune_trial
 
 logger = logging.getLogger(__name__)
