@@ -128,3 +128,9 @@ def test_or_thresholds_are_the_quantiles_at_m_over_m_plus_1(toy, m):
     assert len(np.unique(expected)) == m and expected[0] > labels.min()
     np.testing.assert_allclose(model.thresholds.numpy(), expected, rtol=1e-6)
     assert model.head.out_features == m
+
+
+@pytest.mark.parametrize("key", ["duration_groups", "quantile_points"])
+def test_d2q_refuses_zero_groups_or_points(toy, key):
+    with pytest.raises(ValueError, match="duration_groups and quantile_points must be >= 1"):
+        build("D2Q", toy, **{key: 0})
