@@ -266,9 +266,11 @@ def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
 
     monkeypatch.setattr(lda_module, "alignment_targets", spy)
     inter = first_rows(train, 10)
+    inter.interaction["duration"] = inter["duration"] * 0.05  # sub-second videos too: the ratio is not clipped
     model.calculate_loss(inter)
     with torch.no_grad():
         _, cos, _, bucket = model.forward(inter)
+    assert (inter["duration"] < 1).any()
     ratio = inter["label"] / inter["duration"]
     torch.testing.assert_close(seen["cost"], 1 - cos + 0.6 * model.label_cost(ratio, bucket))
     assert seen["kw"] == dict(reg=0.2, reg_m=1.0, max_iter=20, stop_threshold=1e-6)  # LDA.yaml's defaults
