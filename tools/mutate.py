@@ -28,7 +28,7 @@ Output: a report (default results/mutants.txt): per target the mutants killed, s
 timed out and untested and the score killed / (killed + survived), then every survivor with
 its diff (`mutmut show`). A survivor is either a gap in the tests or an equivalent mutant
 (same behaviour, e.g. `clamp(0, last)` vs `clamp(None, last)` where the value is never
-negative); docs/results.md lists the survivors of the last run with the reason for each.
+negative); docs/mutation.md lists the survivors of the last run with the reason for each.
 """
 
 import argparse
