@@ -23,7 +23,8 @@ Unpublished details and our choices (all YAML keys, properties/model/LDA.yaml): 
 L and how sequences are drawn; phi_a acts on an anchor's decoded quantile function (so
 that k-means and random anchors, the ablations, enter exactly where VQ-VAE anchors do);
 cosine similarity with a temperature in beta; marginals of the OT problem (uniform over
-the batch; each bucket's anchors get the bucket's share); the regression loss; and what g
+the batch; uniform over the anchors in scope: solved per bucket with row-normalised targets,
+a bucket's total share would change nothing); the regression loss; and what g
 sees (`predictor_input`: the anchor mixture alone, as in the paper, or with h_i).
 """
 
