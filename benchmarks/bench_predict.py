@@ -17,8 +17,6 @@ Run it on a quiet machine: other busy processes slow torch's CPU threads down a 
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -27,20 +25,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bench_data import machine  # same folder: run as a script
+from bench_training import measure, parse_with_outputs
 from recbole_lda.fileio import atomic_output, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def measure(command):
-    """Run `command`; return (wall seconds, peak RSS MiB, CPU seconds: user + system)."""
-    start = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = child.stderr.read()
-    _, status, usage = os.wait4(child.pid, 0)
-    if os.waitstatus_to_exitcode(status):
-        raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
 
 
 def write_rows(model_dir, path, rows, unknown_share, seed):
@@ -75,13 +64,9 @@ def main():
                         help="torch_num_threads of training and prediction")
     parser.add_argument("--chunk_rows", type=int, default=100_000)
     parser.add_argument("--batch_size", type=int, default=8192)
-    parser.add_argument("--workdir", default=None, help="data, model and inputs (default: a temporary folder)")
-    parser.add_argument("--output", default="results/bench_predict.json")
-    parser.add_argument("extra", nargs="*", help="--key=value overrides for the training run")
-    args = parser.parse_args()
-
+    args = parse_with_outputs(parser, "bench_predict", "data, model and inputs", "--key=value overrides for the training run")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_predict-"))
-    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    report = {"machine": machine(),
               "threads": args.threads, "chunk_rows": args.chunk_rows, "batch_size": args.batch_size,
               "unknown_share": args.unknown_share}
     model_dir = args.model_dir

@@ -15,27 +15,35 @@ Run it on a quiet machine: other busy processes slow torch's CPU threads down a 
 
 import argparse
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench_data import machine  # same folder: run as a script
 from recbole_lda.fileio import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def measure(command):
-    """Run `command`; return (wall seconds, peak RSS MiB)."""
+    """Run `command`; return (wall seconds, peak RSS MiB, CPU seconds: user + system)."""
     start = time.perf_counter()
     child = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     err = child.stderr.read()
     _, status, usage = os.wait4(child.pid, 0)
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"{' '.join(command)} failed:\n{err[-3000:]}")
-    return time.perf_counter() - start, usage.ru_maxrss / 1024
+    return time.perf_counter() - start, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime
+
+
+def parse_with_outputs(parser, name, workdir_holds, extra_help):
+    """Add --workdir, --output (results/<name>.json) and trailing run overrides; parse."""
+    parser.add_argument("--workdir", default=None, help=f"{workdir_holds} (default: a temporary folder)")
+    parser.add_argument("--output", default=f"results/{name}.json")
+    parser.add_argument("extra", nargs="*", help=extra_help)
+    return parser.parse_args()
 
 
 def main():
@@ -46,13 +54,9 @@ def main():
     parser.add_argument("--items", type=int, default=10728, help="videos (big_matrix: 10728)")
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch_num_threads of each run")
-    parser.add_argument("--workdir", default=None, help="data and checkpoints (default: a temporary folder)")
-    parser.add_argument("--output", default="results/bench_training.json")
-    parser.add_argument("extra", nargs="*", help="--key=value overrides for every run")
-    args = parser.parse_args()
-
+    args = parse_with_outputs(parser, "bench_training", "data and checkpoints", "--key=value overrides for every run")
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_training-"))
-    report = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    report = {"machine": machine(),
               "threads": args.threads, "epochs": args.epochs, "users": args.users, "items": args.items, "runs": []}
     for rows in args.rows:
         for model in args.models:
@@ -63,7 +67,7 @@ def main():
                        f"--data_path={work / 'data'}", f"--checkpoint_dir={work / 'saved'}", "--log_dir=None",
                        f"--results_file={out}", *args.extra]
             print(f"{model} on {rows:,} rows ...", flush=True)
-            wall, peak = measure(command)
+            wall, peak, _ = measure(command)
             res = read_json(out)
             run = {
                 "model": model, "rows": rows, "train_rows": res["rows"]["train"], "wall_s": round(wall, 1),
