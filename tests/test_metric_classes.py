@@ -20,29 +20,9 @@ from recbole.evaluator import Collector, Evaluator
 from recbole_lda import compat
 from recbole_lda.config import Config
 from recbole_lda.metrics import concordance, xauc, xgauc
+from test_metrics import brute_xauc, brute_xgauc  # the O(n^2) definitions, one copy
 
 compat.apply()  # registers XAUC and XGAUC in RecBole's evaluator and collects user ids (what every run does)
-
-
-def brute_xauc(labels, preds):
-    num = den = 0.0
-    for i in range(len(labels)):
-        for j in range(len(labels)):
-            if labels[i] < labels[j]:
-                den += 1
-                num += 1.0 if preds[i] < preds[j] else 0.5 if preds[i] == preds[j] else 0.0
-    return num / den if den else math.nan
-
-
-def brute_xgauc(labels, preds, users):
-    num = den = 0.0
-    for u in np.unique(users):
-        m = users == u
-        pairs = sum(1 for a in labels[m] for b in labels[m] if a < b)
-        if pairs:
-            num += brute_xauc(labels[m], preds[m]) * pairs
-            den += pairs
-    return num / den if den else math.nan
 
 
 @pytest.fixture(scope="module")
@@ -124,9 +104,9 @@ def test_no_pair_with_different_labels_is_nan_quietly():
         assert math.isnan(xgauc(np.array([2.0, 2.0, 5.0]), np.array([1.0, 2.0, 3.0]), np.array([0, 0, 1])))
 
 
-@pytest.mark.xfail(strict=True, reason="metrics.py ranks a NaN prediction above every number (np.unique puts NaN "
-                   "last) and returns a finite XAUC; decided: NaN in -> NaN out, as RecBole's MAE does, so that "
-                   "the tuner's finite_or_none drops the trial. Fix in metrics.py, then remove this mark.")
+@pytest.mark.xfail(strict=True, reason="decided: NaN in -> NaN out, so that the tuner's finite_or_none drops the "
+                   "trial. Our XAUC functions now return NaN, but RecBole's own MAE (sklearn) raises 'Input contains "
+                   "NaN' first; remove this mark once the evaluator gives NaN.")
 def test_nan_prediction_gives_nan(config):
     labels, preds, users = [1.0, 2.0, 3.0, 4.0], [0.1, float("nan"), 0.3, 0.4], [0, 0, 1, 1]
     assert math.isnan(xauc(labels, preds))
