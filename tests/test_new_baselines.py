@@ -4,7 +4,7 @@ the variants that the all-baselines test of test_baselines.py does not cover.
 
 Unit tests build each model on conftest's toy dataset (multi-peaked watch ratios over 80
 videos); the statistics code (split points, mixtures, smoothing) is tested on hand-made
-arrays. Training-only statistics, checkpoints, finite losses and beating the training mean
+arrays (D2Co's in test_new_baselines_d2co.py). Training-only statistics, checkpoints, finite losses and beating the training mean
 at default settings are covered for every registered model by test_baselines.py.
 """
 
@@ -13,12 +13,10 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from conftest import build as conftest_build
 from recbole.data.interaction import Interaction
 
 from baselines.cread import discretisation_errors, split_points, warped_levels
-from baselines.d2co import count_weighted_moving_average, duration_bin_means, fit_two_gaussians, two_means_split
 
 HEGM = {"skip_gate": True, "mean_shift": False, "truncated_gaussians": False, "lambda_entropy": 0.0, "structured_init": True}
 
@@ -289,112 +287,6 @@ def test_cqe_dynamic_combination_loss_trains_only_the_combiner(toy_root):
     assert z.grad is None or torch.all(z.grad == 0)  # the quantiles are detached
     assert h.grad is None or torch.all(h.grad == 0)  # and so is the backbone
     assert model.combiner.bias.grad.abs().sum() > 0
-
-
-# D2Co --------------------------------------------------------------------------------
-
-
-def test_d2co_two_means_split_is_the_exact_optimum():
-    rng = np.random.default_rng(0)
-    segments = [np.sort(rng.normal(0, 1, n) + rng.integers(0, 2, n) * 4) for n in (2, 5, 9, 30)]
-    segments.append(np.full(4, 3.0))  # all equal: the first split
-    values = np.concatenate(segments)
-    counts = np.array([len(s) for s in segments])
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    best = two_means_split(values, starts, counts)
-    for seg, i in zip(segments, best):
-        sse = [((seg[:k] - seg[:k].mean()) ** 2).sum() + ((seg[k:] - seg[k:].mean()) ** 2).sum() for k in range(1, len(seg))]
-        assert sse[i - 1] == pytest.approx(min(sse))
-    assert best[-1] == 1
-
-
-def test_d2co_mixture_fit_recovers_the_peaks_of_a_two_peak_sample():
-    rng = np.random.default_rng(0)
-    # bin 0: 70% near 2 s, 30% near 12 s; bin 1: 40% near 5 s, 60% near 30 s
-    x0 = np.concatenate([rng.normal(2.0, 0.7, 1400), rng.normal(12.0, 1.5, 600)])
-    x1 = np.concatenate([rng.normal(5.0, 2.0, 800), rng.normal(30.0, 3.0, 1200)])
-    values, groups = np.concatenate([x1, x0]), np.repeat([1, 0], 2000)  # groups need not be sorted
-    weights, means, var = fit_two_gaussians(values, groups, 500, 1e-3, 1e-6)
-    np.testing.assert_allclose(means, [[2.0, 12.0], [5.0, 30.0]], atol=0.15)
-    np.testing.assert_allclose(weights, [[0.7, 0.3], [0.4, 0.6]], atol=0.02)
-    np.testing.assert_allclose(np.sqrt(var), [[0.7, 1.5], [2.0, 3.0]], rtol=0.1)
-    mixture = pytest.importorskip("sklearn.mixture")  # the references' fit, where installed
-    for g, x in ((0, x0), (1, x1)):
-        gm = mixture.GaussianMixture(2, covariance_type="spherical", max_iter=500, random_state=61).fit(x.reshape(-1, 1))
-        np.testing.assert_allclose(means[g], np.sort(gm.means_[:, 0]), atol=1e-2)
-
-
-def test_d2co_count_weighted_moving_average_hand_computed():
-    v, n = np.array([1.0, 2.0, 4.0, 8.0]), np.array([1, 3, 1, 1])
-    # window 2: each bin with its two neighbours, weighted by counts
-    expected = [(1 + 6) / 4, (1 + 6 + 4) / 5, (6 + 4 + 8) / 5, (4 + 8) / 2]
-    np.testing.assert_allclose(count_weighted_moving_average(v, n, 2), expected)
-    np.testing.assert_allclose(count_weighted_moving_average(v, n, 1), v)
-
-
-def test_d2co_bins_skip_sparse_durations_and_floor_the_gap():
-    rng = np.random.default_rng(1)
-    durations = np.concatenate([np.full(400, 10.2), np.full(2, 15.0), np.full(400, 20.4)])
-    watch = np.concatenate([np.where(rng.random(400) < 0.5, 1.0, 9.0), [3.0, 4.0], np.full(400, 7.0)])
-    keys, lo, hi, counts = duration_bin_means(watch + rng.normal(0, 0.1, 802), durations, 1.0, 3, 1, 500, 1e-3, 1e-6, 0.5)
-    assert keys.tolist() == [10.0, 20.0] and counts.tolist() == [400, 400]  # 15 s has 2 rows < 3
-    np.testing.assert_allclose([lo[0], hi[0]], [1.0, 9.0], atol=0.05)
-    assert hi[1] - lo[1] == pytest.approx(0.5)  # one peak: the gap is floored
-
-
-def test_d2co_label_and_prediction_hand_computed(toy_root):
-    model, _ = build("D2Co", toy_root)
-    model.bin_keys, model.mu_minus, model.mu_plus = torch.tensor([10.0, 20.0]), torch.tensor([2.0, 4.0]), torch.tensor([8.0, 16.0])
-    d = torch.tensor([10.0, 10.4, 19.0, 25.0, 60.0])  # bins 10, 10, 19 -> 20, 25 -> 20, 60 -> 20
-    wt = torch.tensor([5.0, 12.0, 10.0, 4.0, 100.0])  # 12 s and 100 s are truncated at the duration
-    u = model.watch_time_to_label(wt, d)
-    torch.testing.assert_close(u, torch.tensor([0.5, (10.4 - 2) / 6, 0.5, 0.0, (60 - 4) / 12]))
-    # the prediction rule: f (mu+ - mu-) + mu-, clipped to [0, d]
-    f = torch.tensor([0.5, 2.0, -1.0, 0.25, 1.0])
-    torch.testing.assert_close(model.label_to_watch_time(f, d), torch.tensor([5.0, 10.4, 0.0, 7.0, 16.0]))
-    # round trip inside [0, d]
-    torch.testing.assert_close(model.label_to_watch_time(u, d), torch.minimum(wt, d), rtol=1e-5, atol=1e-5)
-
-
-def test_d2co_exponential_label_hand_computed_and_clipped(toy_root):
-    model, _ = build("D2Co", toy_root, label_alpha=0.3, clip_label=True)
-    model.bin_keys, model.mu_minus, model.mu_plus = torch.tensor([30.0]), torch.tensor([2.0]), torch.tensor([20.0])
-    d = torch.full((4,), 30.0)
-    u = model.watch_time_to_label(torch.tensor([1.0, 10.0, 25.0, 2.0]), d)
-    mid = (math.exp(3.0) - math.exp(0.6)) / (math.exp(6.0) - math.exp(0.6))
-    torch.testing.assert_close(u, torch.tensor([0.0, mid, 1.0, 0.0]))  # below mu- and above mu+: clipped
-    torch.testing.assert_close(model.label_to_watch_time(torch.tensor([mid]), d[:1]), torch.tensor([10.0]), rtol=1e-5, atol=1e-5)
-
-
-def test_d2co_predictions_stay_within_zero_and_the_duration(toy_root):
-    gen = torch.Generator().manual_seed(0)
-    f = torch.cat([torch.randn(300, generator=gen) * 5, torch.tensor([1e6, -1e6, 1e30, -1e30])])
-    d = torch.rand(len(f), generator=gen) * 100 + 0.5
-    for overrides in ({}, {"label_alpha": 0.3, "clip_label": True}, {"label_alpha": 0.3, "clip_label": True, "d2co_loss": "bce"}):
-        model, _ = build("D2Co", toy_root, **overrides)
-        pred = model.label_to_watch_time(torch.sigmoid(f) if overrides.get("d2co_loss") == "bce" else f, d)
-        assert pred.isfinite().all() and torch.all(pred >= 0) and torch.all(pred <= d)
-        for out in (1e4, -1e4):  # a saturated head: still seconds inside [0, d]
-            model.forward = lambda interaction, out=out: torch.full((2,), out)
-            pred = model.predict(batch(duration=[3.0, 40.0]))
-            assert torch.all(pred >= 0) and torch.all(pred <= torch.tensor([3.0, 40.0]))
-
-
-def test_d2co_loss_hand_computed(toy_root):
-    model, _ = build("D2Co", toy_root)
-    model.bin_keys, model.mu_minus, model.mu_plus = torch.tensor([10.0]), torch.tensor([2.0]), torch.tensor([8.0])
-    f = torch.tensor([0.1, 0.9])
-    model.forward = lambda interaction: f
-    loss = model.calculate_loss(batch(label=[5.0, 2.0], duration=[10.0, 10.0]))  # labels 0.5, 0.0
-    assert loss.item() == pytest.approx(((0.1 - 0.5) ** 2 + 0.9**2) / 2, rel=1e-6)
-    bce_model, _ = build("D2Co", toy_root, label_alpha=0.3, clip_label=True, d2co_loss="bce")
-    bce_model.bin_keys, bce_model.mu_minus, bce_model.mu_plus = model.bin_keys, model.mu_minus, model.mu_plus
-    bce_model.forward = lambda interaction: f
-    u = (math.exp(0.3 * 5) - math.exp(0.6)) / (math.exp(2.4) - math.exp(0.6))
-    expected = F.binary_cross_entropy_with_logits(f, torch.tensor([u, 0.0])).item()
-    assert bce_model.calculate_loss(batch(label=[5.0, 2.0], duration=[10.0, 10.0])).item() == pytest.approx(expected, rel=1e-6)
-    with pytest.raises(ValueError, match="clip_label"):
-        build("D2Co", toy_root, d2co_loss="bce")
 
 
 # End to end: the variants (defaults are covered by test_baselines.py) ------------------
