@@ -4,8 +4,9 @@ the variants that the all-baselines test of test_baselines.py does not cover.
 
 Unit tests build each model on conftest's toy dataset (multi-peaked watch ratios over 80
 videos); the statistics code (split points, mixtures, smoothing) is tested on hand-made
-arrays (D2Co's in test_new_baselines_d2co.py). Training-only statistics, checkpoints, finite losses and beating the training mean
-at default settings are covered for every registered model by test_baselines.py.
+arrays; D2Co's cases are in test_new_baselines_d2co.py. Training-only statistics,
+checkpoints, finite losses and beating the training mean at default settings are covered
+for every registered model by test_baselines.py.
 """
 
 import math
