@@ -19,7 +19,8 @@ writes DIR/leaderboard.md, .csv, .tex and .png:
   detects only large differences.
 The CSV has one row per method and dataset: mean and std of MAE, XAUC, RMSE and XGAUC, the
 best-per-column flags, the comparison columns (on the proposed method's rows), the
-tuning budget and the chosen configuration.
+tuning budget (`rungs`, `rung_trials`: how many trials ran at least each ASHA rung's epochs)
+and the chosen configuration.
 """
 
 import argparse
@@ -35,6 +36,7 @@ import pandas as pd
 
 from recbole_lda.summary import parse_entry, run_label, run_record, summarise
 from recbole_lda.fileio import atomic_output, atomic_write_text, read_json
+from recbole_lda.harness import rung_counts, rung_epochs, rung_text
 
 logger = logging.getLogger(__name__)
 
@@ -136,6 +138,22 @@ def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
     return table
 
 
+def study_rungs(study):
+    """(text, {rung epoch: trials}) for a stored study: how many of its trials ran at least
+    each rung's epochs (ASHA's rungs, then the epoch cap; FIFO: the cap only), from the
+    trial records; ("—", {}) when the study stored no trials or no epoch cap."""
+    stored, settings = study.get("budget", {}), study.get("settings", {})
+    rungs = stored.get("rung_epochs")
+    if rungs is None and stored.get("max_epochs"):  # a study stored before rung_epochs were
+        asha = settings.get("budget", {})
+        rungs = (rung_epochs(asha["grace_period"], asha["reduction_factor"], stored["max_epochs"],
+                             settings.get("eval_step", 1)) if "grace_period" in asha else [stored["max_epochs"]])
+    if not rungs or not study.get("trials"):
+        return "—", {}
+    epochs = [t.get("epochs") for t in study["trials"]]
+    return rung_text(epochs, rungs), rung_counts(epochs, rungs)
+
+
 def build_table(studies, records, proposed, metrics=BOARD_METRICS):
     if not records:
         raise ValueError("no final run is stored yet: nothing to put on the leaderboard")
@@ -144,10 +162,12 @@ def build_table(studies, records, proposed, metrics=BOARD_METRICS):
     extra = []
     for row in table.itertuples():
         s = info[(row.dataset, row.model)]
+        rungs, reached = study_rungs(s)
         extra.append({
             "num_samples": s["budget"]["num_samples"], "trials_completed": s["trials_completed"],
             "trials_errored": s["trials_errored"], "max_epochs": s["budget"]["max_epochs"],
-            "scheduler": s["budget"]["scheduler"], "best_valid_score": s["best"]["valid_score"],
+            "scheduler": s["budget"]["scheduler"], "rungs": rungs, "rung_trials": json.dumps(reached),
+            "best_valid_score": s["best"]["valid_score"],
             "valid_metric": s["settings"]["metric"], "best_params": json.dumps(s["best"]["params"], sort_keys=True),
             "tuning_wall_s": s["wall_time_s"],
         })
@@ -210,12 +230,16 @@ def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS):
                   f"split, so the test covers training noise only."]
     lines += ["", "## Budget and selection", "",
               "Every method of a dataset gets the same number of trials; selection uses the validation metric "
-              "only, and the chosen configuration is then run once per seed and evaluated once on test.", "",
-              "| Dataset | Method | Trials (done / errored) | Max epochs | Scheduler | Best valid | Tuning wall time | s/epoch |",
-              "|---|---|---|---|---|---|---|---|"]
+              "only, and the chosen configuration is then run once per seed and evaluated once on test. Trials "
+              "reaching each rung: how many of the study's trials ran at least that many epochs, at ASHA's rungs "
+              "(grace_period × reduction_factor^k epochs) and the epoch cap; a trial stops before when ASHA stops it, "
+              "when early stopping (stopping_step) ends it, or when it diverges or fails.", "",
+              "| Dataset | Method | Trials (done / errored) | Max epochs | Scheduler | Trials reaching each rung | "
+              "Best valid | Tuning wall time | s/epoch |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(f"| {r.dataset} | {r.model} | {r.num_samples} ({r.trials_completed} / {r.trials_errored}) | "
-                     f"{r.max_epochs} | {r.scheduler} | {r.valid_metric.upper()} {r.best_valid_score:.4f} | "
+                     f"{r.max_epochs} | {r.scheduler} | {r.rungs} | {r.valid_metric.upper()} {r.best_valid_score:.4f} | "
                      f"{r.tuning_wall_s / 60:.1f} min | {r.epoch_s_mean:.2f} |")
     lines += ["", "## Chosen configurations", "", "| Dataset | Method | Configuration |", "|---|---|---|"]
     for _, r in table.iterrows():

@@ -14,6 +14,8 @@ import yaml
 
 from recbole_lda.summary import parse_entry, run_label, split_entries
 from recbole_lda.fileio import json_safe, read_json, write_json
+from recbole_lda.harness import (ASHA_KEYS, HARNESS_FILE, asha_reports, dataset_budget, files_set, read_harness,
+                                 rung_epochs, split_asha_keys)
 from recbole_lda.options import OptionError, parse_key_values, properties_dir
 
 logger = logging.getLogger(__name__)
@@ -114,6 +116,7 @@ class Study:
     eval_step: int = 1
     budget: dict = field(default_factory=dict)  # num_samples, search and scheduler settings
     resources: dict = field(default_factory=dict)  # {"cpu": n, "gpu": g}: not part of the settings
+    schedule: dict = field(default_factory=dict)  # ASHA's grace_period, reduction_factor (harness.yaml): into budget
 
     @property
     def label(self):
@@ -127,7 +130,7 @@ class Study:
     def settings(self):
         """Everything that decides the study's results (a finished study with other
         settings cannot be resumed or reused)."""
-        out = {k: v for k, v in asdict(self).items() if k not in ("resources", "config_files")}
+        out = {k: v for k, v in asdict(self).items() if k not in ("resources", "config_files", "schedule")}
         out["config_files"] = [{"path": p, "sha256": file_sha256(p)} for p in self.config_files]
         return out
 
@@ -155,13 +158,17 @@ def parse_command_overrides(rest, datasets):
     return common, per_dataset, files
 
 
-def build_studies(args, rest, space_dir=SPACE_DIR):
-    """The studies of a command, in the order (dataset, method) given. Paths are made absolute."""
+def build_studies(args, rest, space_dir=SPACE_DIR, harness_file=HARNESS_FILE):
+    """The studies of a command, in the order (dataset, method) given. Paths are made absolute.
+    Each dataset's epochs, grace period and reduction factor: `harness_file`, then the command."""
     datasets = [parse_entry(d) for d in split_entries(args.datasets)]
     names = [d for d, _ in datasets]
     if len(set(names)) != len(names):
         raise ValueError(f"each dataset can be listed once, got {names}")
     common, per_dataset, dataset_files = parse_command_overrides(rest, names)
+    asha_common, asha_own = split_asha_keys(common, per_dataset)
+    asha_common.update({k: getattr(args, k) for k in ASHA_KEYS if getattr(args, k, None) is not None})
+    harness = read_harness(harness_file)
     global_files = [os.path.abspath(p) for p in (args.config_files or "").split()]
     entries = split_entries(args.models)
     if len(set(entries)) != len(entries):
@@ -176,6 +183,11 @@ def build_studies(args, rest, space_dir=SPACE_DIR):
         per_dataset[name] = keys_for_runs(per_dataset[name], [r for r in runs if r[1] == name])
     studies = []
     for dataset, bracket_keys in datasets:
+        files = global_files + dataset_files[dataset]
+        for path in files:
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"config file {path} does not exist")
+        values = dataset_budget(harness, dataset, asha_common, asha_own[dataset])
         for entry in entries:
             model, entry_keys = parse_entry(entry)
             overrides = {**shared[(model, dataset)], **per_dataset[dataset][(model, dataset)], **bracket_keys,
@@ -186,6 +198,8 @@ def build_studies(args, rest, space_dir=SPACE_DIR):
                     f"the harness sets {owned} for every run (torch_num_threads = --cpus_per_trial, gpu_id from "
                     f"--gpus_per_trial, checkpoints and results in its own folders): do not set them"
                 )
+            if "epochs" not in overrides and not files_set(files, "epochs"):
+                overrides["epochs"] = str(values["epochs"])  # harness.yaml's, below the command's
             for key, value in QUIET_KEYS.items():
                 overrides.setdefault(key, value)
             space = read_search_space(model, space_dir)
@@ -193,10 +207,8 @@ def build_studies(args, rest, space_dir=SPACE_DIR):
             if fixed:
                 logger.info(f"{entry} on {dataset}: {fixed} fixed by the command, left out of the search")
             space = {k: v for k, v in space.items() if k not in overrides}
-            for path in global_files + dataset_files[dataset]:
-                if not os.path.isfile(path):
-                    raise FileNotFoundError(f"config file {path} does not exist")
-            studies.append(Study(entry.strip(), model, dataset, global_files + dataset_files[dataset], overrides, space))
+            studies.append(Study(entry.strip(), model, dataset, files, overrides, space,
+                                 schedule={k: values[k] for k in ASHA_KEYS}))
     return studies
 
 
@@ -248,17 +260,41 @@ def study_budget(study):
     return study.budget["num_samples"]
 
 
+def set_budget(study, args):
+    """The study's budget settings (after resolve_study, which reads its epoch cap): the
+    command's trials and scheduler, and for ASHA this dataset's grace period (capped at the
+    epochs, as ASHA gets it) and reduction factor."""
+    study.budget = {"num_samples": args.num_samples, "search_seed": args.search_seed, "scheduler": args.scheduler}
+    if args.scheduler == "asha":
+        grace = asha_reports(study.schedule["grace_period"], study.max_epochs, study.eval_step)[0] * study.eval_step
+        study.budget.update(grace_period=grace, reduction_factor=study.schedule["reduction_factor"])
+
+
+def asha_settings(study):
+    """ASHAScheduler's grace_period, max_t (validation reports) and reduction_factor."""
+    grace, max_t = asha_reports(study.budget["grace_period"], study.max_epochs, study.eval_step)
+    return {"grace_period": grace, "max_t": max_t, "reduction_factor": study.budget["reduction_factor"]}
+
+
 def budget(study, args):
-    return {
+    """The budget stored with a finished study (and shown by the leaderboard)."""
+    asha = args.scheduler == "asha"
+    grace = study.budget["grace_period"] if asha else study.max_epochs
+    out = {
         "num_samples": args.num_samples,
         "search": f"random (Ray Tune BasicVariantGenerator, random_state={args.search_seed})",
-        "scheduler": (f"ASHA (grace_period={args.grace_period}, reduction_factor={args.reduction_factor}, "
-                      f"on the running best valid {study.metric} per epoch)" if args.scheduler == "asha" else "FIFO"),
+        "scheduler": (f"ASHA (grace_period={grace}, reduction_factor={study.budget['reduction_factor']}, "
+                      f"on the running best valid {study.metric} per epoch)" if asha else "FIFO"),
         "max_epochs": study.max_epochs,
+        "eval_step": study.eval_step,
         "stopping_step": study.overrides.get("stopping_step"),
         "selection": f"best valid {study.metric} ({study.mode}) over trials; test not used",
         "max_failures": args.max_failures,
     }
+    if asha:
+        out.update(grace_period=grace, reduction_factor=study.budget["reduction_factor"])
+    out["rung_epochs"] = rung_epochs(grace, out.get("reduction_factor", 2), study.max_epochs, study.eval_step)
+    return out
 
 
 # ---------------------------------------------------------------------------------------

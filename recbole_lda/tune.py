@@ -3,7 +3,7 @@ build the leaderboard (methods x datasets, test MAE and XAUC), the way the paper
 is made. Runs on this machine or on an existing Ray cluster, unchanged.
 
     python -m recbole_lda.tune --models=VR,WLR,D2Q,OR,CWM,TPM,LDA --datasets=synthetic,kuairand \
-        --num_samples=8 --seeds=3 --output_dir=results/tune --epochs=10 \
+        --num_samples=8 --seeds=3 --output_dir=results/tune \
         --raw_data_path.kuairand=../shared/data/kuairand-27k-subset \
         --split.kuairand=time --split_dates.kuairand=[20220416,20220417]
 
@@ -17,6 +17,10 @@ One study per (method, dataset), in the order given:
    metric (`valid_metric`, MAE by default) after every epoch, and ASHA stops the trials that
    are behind (`--scheduler=fifo` lets every trial run to the end). A trial's score is its
    best validation score (what RecBole's early stopping keeps); selection uses nothing else.
+   Each dataset's budget, the same for every method: the epoch cap `epochs` and ASHA's
+   `grace_period` and `reduction_factor`, from `properties/tune/harness.yaml` (defaults and a
+   `per_dataset:` block; `recbole_lda.harness`), overridden by `--epochs=N`,
+   `--grace_period=N`, `--reduction_factor=N` (every dataset) and `--KEY.DATASET=N` (one).
 2. Final runs: the best configuration is run again with seeds 0..S-1 (as in
    `recbole_lda.compare`), each evaluated once on the test split.
 3. The leaderboard (`recbole_lda.leaderboard`) is built from the stored results.
@@ -54,7 +58,8 @@ written again, and a command whose settings differ from the stored ones stops.
 
 Output (OUTPUT_DIR):
     tuning/<METHOD>__<DATASET>.study.json   what the study searches, fixed keys, budget
-    tuning/<METHOD>__<DATASET>.json         finished study: every trial, the best configuration
+    tuning/<METHOD>__<DATASET>.json         finished study: budget (with ASHA's rung epochs), every
+                                            trial (its epochs run), the best configuration
     runs/<METHOD>__<DATASET>__seed<k>.json  final runs (recbole_lda.quick_start.run's results)
     ray/<METHOD>__<DATASET>/                Ray Tune's experiment (trial logs, restore state)
     progress.json                           what runs now: study, trials done and left, best so far
@@ -71,8 +76,9 @@ import time
 
 from recbole_lda.fileio import read_json, write_json
 from recbole_lda.options import OptionError
-from recbole_lda.studies import (SPACE_DIR, budget, build_studies, check_ray_address, check_settings, check_studies,
-                                 finite_or_none, read_tail, resolve_study, run_path, select_best, tuning_path)
+from recbole_lda.studies import (SPACE_DIR, asha_settings, budget, build_studies, check_ray_address, check_settings,
+                                 check_studies, finite_or_none, read_tail, resolve_study, run_path, select_best,
+                                 set_budget, tuning_path)
 from recbole_lda.trials import final_run, fmt_duration, progress_callback, ray_search_space, tune_trial
 
 logger = logging.getLogger(__name__)
@@ -116,12 +122,9 @@ def tune_study(study, args, position):
               file=sys.stderr, flush=True)
         tuner = tune.Tuner.restore(exp_dir, trainable=trainable, resume_unfinished=True, resume_errored=True)
     else:
-        max_t = max(1, study.max_epochs // max(1, study.eval_step))  # reports per trial
-        if args.scheduler == "asha":
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max_t,
-                                      grace_period=min(args.grace_period, max_t), reduction_factor=args.reduction_factor)
-        else:
-            scheduler = FIFOScheduler()
+        # ASHA counts validation reports (one every eval_step epochs); grace capped at max_t
+        scheduler = (ASHAScheduler(time_attr="training_iteration", **asha_settings(study))
+                     if args.scheduler == "asha" else FIFOScheduler())
         tuner = tune.Tuner(
             trainable,
             param_space=ray_search_space(study.space),
@@ -289,8 +292,10 @@ def parser():
     p.add_argument("--cpus_per_trial", type=int, default=1, help="CPUs per trial and final run (= torch_num_threads)")
     p.add_argument("--gpus_per_trial", type=float, default=0, help="GPUs per trial and final run")
     p.add_argument("--scheduler", choices=("asha", "fifo"), default="asha")
-    p.add_argument("--grace_period", type=int, default=2, help="ASHA: epochs (reports) before a trial can be stopped")
-    p.add_argument("--reduction_factor", type=float, default=3, help="ASHA: keep about 1/this of trials per rung")
+    p.add_argument("--grace_period", type=int, default=None, help="ASHA: epochs before a trial can be stopped, for "
+                   "every dataset (--grace_period.DATASET=N: one); default: properties/tune/harness.yaml")
+    p.add_argument("--reduction_factor", type=int, default=None, help="ASHA: keep about 1/this of trials per rung "
+                   "(--reduction_factor.DATASET=N: one dataset); default: properties/tune/harness.yaml")
     p.add_argument("--search_seed", type=int, default=0, help="seed of the random search")
     p.add_argument("--max_failures", type=int, default=2, help="retries of a trial or final run whose worker fails")
     p.add_argument("--search_spaces", default=SPACE_DIR, help="folder of <MODEL>.yaml search spaces and overall.yaml")
@@ -331,10 +336,7 @@ def main(argv=None):
         for study in studies:
             prepared = resolve_study(study)
             study.resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
-            study.budget = {"num_samples": args.num_samples, "search_seed": args.search_seed,
-                            "scheduler": args.scheduler}
-            if args.scheduler == "asha":
-                study.budget.update(grace_period=args.grace_period, reduction_factor=args.reduction_factor)
+            set_budget(study, args)  # this dataset's grace period and reduction factor (harness.yaml)
             has_results = os.path.exists(tuning_path(args.output_dir, study)) or os.path.isdir(
                 os.path.join(args.output_dir, "ray", study.label))
             check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings(),

@@ -179,6 +179,9 @@ def test_end_to_end_two_methods_two_datasets(tmp_path):
     for row in table.itertuples():
         tuning = json.loads((out / "tuning" / f"{row.model}__{row.dataset}.json").read_text())
         assert tuning["budget"]["num_samples"] == 2 and len(tuning["trials"]) == 2
+        # --epochs=3 wins over harness.yaml; each dataset's grace period (4, 8) is capped at it
+        assert tuning["budget"]["max_epochs"] == 3 and tuning["budget"]["grace_period"] == 3
+        assert tuning["budget"]["rung_epochs"] == [3] and row.rungs == f"{sum((t['epochs'] or 0) >= 3 for t in tuning['trials'])}/2 ≥3 ep"
         assert tuning["settings"]["overrides"]["data_path"] == str(tmp_path / "data")
         mine = [r for r in runs.values() if r["method"] == row.model and r["dataset"] == row.dataset]
         assert sorted(r["seed"] for r in mine) == [0, 1]
