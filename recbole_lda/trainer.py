@@ -61,8 +61,12 @@ class WatchTimeTrainer(Trainer):
         self.checkpoint_path = unique_checkpoint_path(config) if config["keep_checkpoint"] else None
         self.saved_model_file = self.checkpoint_path  # RecBole's attribute; None when nothing is written
         self._last_train = None
+        if hasattr(model, "optimizer_param_groups"):  # per-module learning rates (LDA's anchor_lr_scale)
+            self.optimizer = self._build_optimizer(params=model.optimizer_param_groups(self.learning_rate))
 
     def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+        if hasattr(self.model, "set_epoch"):  # epoch-dependent settings (LDA's temperature schedule)
+            self.model.set_epoch(epoch_idx)
         start = perf_counter()
         loss = super()._train_epoch(train_data, epoch_idx, loss_func=loss_func, show_progress=show_progress)
         seconds = perf_counter() - start

@@ -29,6 +29,7 @@ sees (`predictor_input`: the anchor mixture alone, as in the paper, or with h_i)
 """
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,6 +44,24 @@ from recbole_lda.model.vq import SequenceVQVAE, sample_batch
 from recbole_lda.trainer import interactions
 
 logger = logging.getLogger(__name__)
+
+# Modules of the anchor path (anchor_lr_scale).
+ANCHOR_PATH = ("phi_x", "phi_a", "g", "g_out", "bucket_offset")
+
+
+class Outputs(NamedTuple):
+    pred: torch.Tensor  # (B,) watch time
+    cos: torch.Tensor  # (B, D*K) cos(h_i, p_k)
+    log_beta: torch.Tensor  # (B, D*K)
+    bucket: torch.Tensor  # (B,) duration bucket
+    h: torch.Tensor  # (B, m) phi_x(f(x)), normalised
+    p: torch.Tensor  # (D*K, m) phi_a(anchors), normalised
+    features: torch.Tensor  # (B, d) f(x)
+
+
+def inverse_softplus(y):
+    return y + torch.log(-torch.expm1(-y))
+
 
 # The VQ-VAE settings of step 1 (LDA.yaml's vq_<key>).
 VQ_KEYS = ("hidden_size", "code_dim", "beta", "steps", "batch_size", "learning_rate", "dead_code_reset_every")
@@ -63,9 +82,15 @@ class LDA(WatchTimeRecommender):
         self.joint = config["anchor_training"] == "joint"
         if self.joint and config["anchor_source"] != "vqvae":
             raise ValueError("anchor_training: joint needs anchor_source: vqvae")
-        self.ot_args = dict(
-            reg=config["ot_reg"], reg_m=config["ot_reg_m"], max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"]
-        )
+        # semi-relaxed (ProWTP): the instance marginal is exact (rho = inf), the anchors' relaxed
+        reg_m = config["ot_reg_m"] if config["ot_relaxation"] == "both" else (float("inf"), config["ot_reg_m"])
+        self.ot_args = dict(reg=config["ot_reg"], reg_m=reg_m, max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"])
+        self.lambda_compact = config["lambda_compact"]
+        self.lambda_direct = config["lambda_direct"]
+        self.target = config["regression_target"]
+        self.temperature_start = config["temperature_start"]
+        self.temperature_epochs = config["temperature_anneal_epochs"]
+        self.anchor_lr_scale = config["anchor_lr_scale"]
         self.ot_batch_fraction = config["ot_batch_fraction"]
         self.label_weight = config["ot_label_weight"]
         self.label_bandwidth = config["ot_label_bandwidth"]
@@ -117,6 +142,48 @@ class LDA(WatchTimeRecommender):
         self.g = MLPLayers([g_in] + list(config["predictor_hidden_size"]), activation="relu")
         self.g_out = nn.Linear(config["predictor_hidden_size"][-1], 1)
         self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
+        # g's output offset per duration bucket: 0, or (predictor_init: bucket_mean) the inverse
+        # softplus of the bucket's mean training target, with g_out's weight at 0, so that
+        # every instance starts at its bucket's mean watch ratio (or watch time)
+        offset = torch.zeros(self.num_buckets)
+        if config["predictor_init"] == "bucket_mean" and anchor_fit is None:
+            offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges))
+            nn.init.zeros_(self.g_out.weight)
+            nn.init.zeros_(self.g_out.bias)
+        self.bucket_offset = nn.Parameter(offset, requires_grad=config["predictor_init"] == "bucket_mean")
+        # an auxiliary head reading f(x) directly (lambda_direct > 0): training signal only
+        self.direct = None
+        if self.lambda_direct > 0:  # starting at the mean training watch ratio
+            self.direct = nn.Linear(self.backbone.output_dim, 1)
+            mean_ratio = float(np.mean(labels / np.maximum(durations, 1e-6)))
+            nn.init.constant_(self.direct.bias, float(inverse_softplus(torch.tensor(max(mean_ratio, 1e-3)))))
+        # a buffer, so that the best model and a saved one keep the temperature they were evaluated at
+        self.register_buffer("current_temperature", torch.tensor(float(self.temperature)))
+        self.set_epoch(0)
+
+    def bucket_means(self, labels, durations, edges):
+        """Mean training target per duration bucket: watch ratio, or watch time / label_scale."""
+        bucket = assign_buckets(torch.as_tensor(durations), torch.as_tensor(edges, dtype=torch.float32)).numpy()
+        target = labels / np.maximum(durations, 1e-6) if self.target == "ratio" else labels / float(self.label_scale)
+        means = [target[bucket == b].mean() if (bucket == b).any() else target.mean() for b in range(self.num_buckets)]
+        return torch.tensor(np.maximum(means, 1e-3), dtype=torch.float32)
+
+    def set_epoch(self, epoch):
+        """Temperature for this epoch (the trainer calls it first thing in every epoch):
+        geometric from temperature_start to temperature over temperature_anneal_epochs."""
+        value = self.temperature
+        if self.temperature_start is not None and epoch < self.temperature_epochs:
+            share = epoch / self.temperature_epochs
+            value = self.temperature_start ** (1 - share) * self.temperature**share
+        self.current_temperature.fill_(value)
+
+    def optimizer_param_groups(self, learning_rate):
+        """Adam parameter groups: the anchor path (phi_x, phi_a, g, the offsets) at
+        anchor_lr_scale times the learning rate, the rest at the learning rate."""
+        anchor_path = [p for name, p in self.named_parameters() if name.split(".")[0] in ANCHOR_PATH]
+        ids = {id(p) for p in anchor_path}
+        rest = [p for p in self.parameters() if id(p) not in ids]
+        return [{"params": rest}, {"params": anchor_path, "lr": learning_rate * self.anchor_lr_scale}]
 
     @classmethod
     def from_saved(cls, config, dataset, state_dict):
@@ -168,20 +235,22 @@ class LDA(WatchTimeRecommender):
         return anchors.flatten(0, 1)
 
     def forward(self, interaction):
-        """Returns (watch time (B,), cosine h.p (B, D*K), log beta (B, D*K), bucket (B,))."""
+        """Returns `Outputs` (watch time first)."""
         duration = interaction[self.DURATION]
         bucket = assign_buckets(duration, self.bucket_edges)
-        h = F.normalize(self.phi_x(self.backbone(interaction)), dim=-1)  # (B, m)
+        features = self.backbone(interaction)
+        h = F.normalize(self.phi_x(features), dim=-1)  # (B, m)
         p = F.normalize(self.phi_a(self.anchor_table()), dim=-1)  # (D*K, m)
         cos = h @ p.T  # (B, D*K)
-        logits = cos / self.temperature
+        logits = cos / self.current_temperature
         if self.scope == "bucket":
             logits = logits.masked_fill(bucket[:, None] != self.anchor_bucket[None, :], float("-inf"))
         log_beta = F.log_softmax(logits, dim=-1)
         mixture = log_beta.exp() @ p  # (B, m): sum_k beta_ik p_k
         g_in = torch.cat([mixture, h], dim=-1) if self.predictor_input == "anchors+instance" else mixture
-        ratio = F.softplus(self.g_out(self.g(g_in))).squeeze(-1)
-        return ratio * duration, cos, log_beta, bucket
+        out = F.softplus(self.g_out(self.g(g_in)).squeeze(-1) + self.bucket_offset[bucket])
+        pred = out * duration if self.target == "ratio" else out * self.label_scale
+        return Outputs(pred, cos, log_beta, bucket, h, p, features)
 
     def label_cost(self, ratio, bucket):
         """How badly each anchor's distribution explains each observed watch ratio: the
@@ -200,18 +269,25 @@ class LDA(WatchTimeRecommender):
             nll = (nll - nll.min(dim=1, keepdim=True).values).clamp_max(2.0)
             return torch.full((len(ratio), len(table)), 2.0, device=ratio.device).scatter_(1, idx, nll)
 
-    def alignment_loss(self, cos, log_beta, bucket, ratio):
-        """Cross-entropy between the OT targets (no gradient) and beta, on a share of the batch."""
+    def alignment_loss(self, cos, log_beta, bucket, ratio, h, p):
+        """On a share of the batch: the cross-entropy between the OT targets (no gradient)
+        and beta (ProWTP's assignment loss), and the compactness term: 1 - cos between h_i
+        and its target mixture of anchors sum_k T_ik p_k (our reading of ProWTP's
+        compactness loss; 0 when lambda_compact is 0). Returns (alignment, compactness)."""
         if self.ot_batch_fraction < 1.0:
             keep = max(1, int(round(self.ot_batch_fraction * len(cos))))
             rows = torch.randperm(len(cos), device=cos.device)[:keep]
-            cos, log_beta, bucket, ratio = cos[rows], log_beta[rows], bucket[rows], ratio[rows]
+            cos, log_beta, bucket, ratio, h = cos[rows], log_beta[rows], bucket[rows], ratio[rows], h[rows]
         cost = 1.0 - cos.detach()
         if self.label_weight > 0:
             cost = cost + self.label_weight * self.label_cost(ratio, bucket)
         targets = alignment_targets(cost, bucket, self.anchor_bucket, self.scope, **self.ot_args)
         # masked log_beta is -inf where targets are exactly 0: count those terms as 0
-        return -torch.where(targets > 0, targets * log_beta, torch.zeros_like(log_beta)).sum(1).mean()
+        alignment = -torch.where(targets > 0, targets * log_beta, torch.zeros_like(log_beta)).sum(1).mean()
+        compact = torch.zeros((), device=cos.device)
+        if self.lambda_compact > 0:
+            compact = (1.0 - F.cosine_similarity(h, targets @ p, dim=-1)).mean()
+        return alignment, compact
 
     def vq_loss(self):
         """VQ-VAE loss on fresh sequences of every bucket (joint training)."""
@@ -219,15 +295,17 @@ class LDA(WatchTimeRecommender):
         return recon_loss + vq_loss
 
     def calculate_loss(self, interaction):
-        pred, cos, log_beta, bucket = self.forward(interaction)
-        label = interaction[self.LABEL]
+        pred, cos, log_beta, bucket, h, p, features = self.forward(interaction)
+        label, duration = interaction[self.LABEL], interaction[self.DURATION]
         regression = self.regression_loss(pred / self.label_scale, label / self.label_scale)
+        if self.direct is not None:  # the backbone's auxiliary head (lambda_direct)
+            direct = F.softplus(self.direct(features).squeeze(-1)) * duration
+            regression = regression + self.lambda_direct * self.regression_loss(direct / self.label_scale, label / self.label_scale)
         zero = torch.zeros((), device=pred.device)
-        if self.lambda_ot > 0:
-            ratio = label / interaction[self.DURATION].clamp_min(1e-6)
-            alignment = self.lambda_ot * self.alignment_loss(cos, log_beta, bucket, ratio)
-        else:
-            alignment = zero
+        alignment = zero
+        if self.lambda_ot > 0 or self.lambda_compact > 0:
+            assign, compact = self.alignment_loss(cos, log_beta, bucket, label / duration.clamp_min(1e-6), h, p)
+            alignment = self.lambda_ot * assign + self.lambda_compact * compact
         vq = self.lambda_vq * self.vq_loss() if self.joint else zero
         return regression, alignment, vq
 
