@@ -246,12 +246,14 @@ def test_split_report_measures_how_concentrated_beta_is(toy_root, scope):
     with torch.no_grad():  # distinct anchors (a short VQ-VAE run may leave equal ones, which tie)
         model.anchor_quantiles.copy_(torch.rand(model.anchor_quantiles.shape, generator=torch.Generator().manual_seed(0)))
     model.temperature = 1e6
+    model.set_epoch(0)
     flat = model.split_report(test)
     assert flat["anchors_in_scope"] == in_scope
     assert flat["beta_entropy"] == pytest.approx(np.log(in_scope), abs=1e-4)
     assert flat["beta_effective_anchors"] == pytest.approx(in_scope, abs=1e-3)
     assert flat["beta_max_mean"] == pytest.approx(1 / in_scope, abs=1e-5) and flat["beta_max_over_0.9"] == 0.0
     model.temperature = 1e-5
+    model.set_epoch(0)
     sharp = model.split_report(test)
     assert sharp["beta_effective_anchors"] == pytest.approx(1.0, abs=1e-3)
     assert sharp["beta_max_over_0.9"] == 1.0
