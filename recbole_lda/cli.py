@@ -59,6 +59,12 @@ def predict_main(argv=None):
     guarded(predict.main, argv)
 
 
+def curves_main(argv=None):
+    from recbole_lda import curves
+
+    guarded(curves.main, argv)
+
+
 def download_main(argv=None):
     from dataset_prep import download
 
