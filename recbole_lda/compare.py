@@ -13,7 +13,9 @@ and dataset define the key (`--vq_steps=100` to LDA's runs only; a key that no r
 refused, like any misspelt key). Written:
 OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
 the training time per epoch relative to VR's on the same dataset, and for LDA the mean
-effective number of anchors exp(entropy of beta) on test) and summary.json.
+effective number of anchors exp(entropy of beta) on test; the mean best validation MAE,
+the score early stopping and any choice of settings may use; with `--versus=ENTRY`
+Welch's p-values of test MAE and XAUC against ENTRY's seeds) and summary.json.
 No tuning happens here: for tuned comparisons use `python -m recbole_lda.tune`.
 """
 
@@ -56,6 +58,7 @@ def main(argv=None):
     parser.add_argument("--datasets", default="synthetic")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (model init and batch order)")
     parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--versus", help="an entry of --models: add Welch's p-values of test MAE and XAUC against its seeds")
     args, rest = parser.parse_known_args(argv)
     if args.seeds < 1:
         parser.error("--seeds must be at least 1")
@@ -69,6 +72,8 @@ def main(argv=None):
 
     compat.apply()
     entries = split_entries(args.models)
+    if args.versus is not None and args.versus.strip() not in entries:
+        raise OptionError(f"--versus={args.versus}: not an entry of --models ({', '.join(entries)})")
     datasets = [(name, tuple(overrides.items())) for name, overrides in map(parse_entry, split_entries(args.datasets))]
     jobs = [(d, e, s) for d in datasets for e in entries for s in range(args.seeds)]
     shared = check_runs(jobs, common)
@@ -89,14 +94,14 @@ def main(argv=None):
             result = run(model, dataset, cmd_overrides=cmd)
             write_json(path, result)
         records.append(run_record(result, dataset, entry.strip(), seed))
-    table = summarise(records)
+    table = summarise(records, args.versus)
     with atomic_output(os.path.join(args.output_dir, "summary.csv")) as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table))
+    atomic_write_text(os.path.join(args.output_dir, "summary.md"), to_markdown(table, args.versus))
     command = ["python", "-m", "recbole_lda.compare", *(sys.argv[1:] if argv is None else argv)]
     write_json(os.path.join(args.output_dir, "summary.json"),
                {"command": command, "runs": records, "summary": table.to_dict("records")})
-    print(to_markdown(table))
+    print(to_markdown(table, args.versus))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from recbole_lda.summary import parse_entry, run_label, run_record, summarise
+from recbole_lda.summary import parse_entry, run_label, run_record, summarise, welch_p
 from recbole_lda.fileio import atomic_output, atomic_write_text, read_json
 from recbole_lda.harness import rung_counts, rung_epochs, rung_text
 
@@ -98,16 +98,6 @@ def collect(output_dir):
     return studies, records, manifest
 
 
-def welch(a, b):
-    """Two-sided Welch's t-test p-value; nan with fewer than 2 values on a side or no variance."""
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
-        return float("nan")
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
-
-
 def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
     """Best-per-column flags, and on the proposed method's rows its relative improvement
     over the best baseline and Welch's p-value, per dataset and metric."""
@@ -134,7 +124,7 @@ def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
             seeds = lambda entry: frame[(frame.dataset == dataset) & (frame.entry == entry)][metric].dropna()  # noqa: E731
             table.loc[idx, f"{metric}_best_baseline"] = base["model"]
             table.loc[idx, f"{metric}_improvement_pct"] = 100 * gain
-            table.loc[idx, f"{metric}_welch_p"] = welch(seeds(proposed), seeds(base["model"]))
+            table.loc[idx, f"{metric}_welch_p"] = welch_p(seeds(proposed), seeds(base["model"]))
     return table
 
 

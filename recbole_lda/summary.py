@@ -50,6 +50,7 @@ def run_record(result, dataset, entry, seed):
         "entry": entry,
         "seed": seed,
         **{m: test.get(m, np.nan) for m in METRICS},
+        "valid_mae": (result.get("best_valid_result") or {}).get("mae", np.nan),
         "epoch_s": result.get("train_time_per_epoch_s"),
         "epochs": result.get("epochs_run"),
         "train_mean_mae": reference["train_mean"]["test_mae"],
@@ -59,8 +60,20 @@ def run_record(result, dataset, entry, seed):
     }
 
 
-def summarise(records):
-    """One row per (dataset, entry): mean and std over seeds, and time relative to VR."""
+def welch_p(a, b):
+    """Two-sided Welch's t-test p-value (scipy) between two samples of per-seed values;
+    NaN with fewer than 2 values on a side or no variance on either."""
+    from scipy import stats
+
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2 or (np.std(a) == 0 and np.std(b) == 0):
+        return np.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def summarise(records, versus=None):
+    """One row per (dataset, entry): mean and std over seeds, time relative to VR, and with
+    `versus` (an entry) Welch's p-values of test MAE and XAUC against that entry's seeds."""
     frame = pd.DataFrame(records)
     rows = []
     for (dataset, entry), group in frame.groupby(["dataset", "entry"], sort=False):
@@ -68,6 +81,11 @@ def summarise(records):
         for m in METRICS:
             values = group[m] if m in group else pd.Series(np.nan, index=group.index)  # records of older runs
             row[f"{m}_mean"], row[f"{m}_std"] = values.mean(), values.std(ddof=1) if len(group) > 1 else 0.0
+        row["valid_mae_mean"] = group["valid_mae"].mean() if "valid_mae" in group else np.nan
+        if versus is not None:
+            other = frame[(frame["dataset"] == dataset) & (frame["entry"] == versus)]
+            for m in ("mae", "xauc"):
+                row[f"{m}_p_vs"] = welch_p(group[m], other[m]) if entry != versus else np.nan
         row["epoch_s_mean"] = group["epoch_s"].mean()
         row["epochs_mean"] = group["epochs"].mean()
         row["train_mean_mae"] = group["train_mean_mae"].mean()
@@ -90,8 +108,13 @@ def _anchors(value):
     return f"{value:.2f}" if np.isfinite(value) else "-"
 
 
-def to_markdown(table):
+def _p(value):
+    return f"{value:.3g}" if np.isfinite(value) else "-"
+
+
+def to_markdown(table, versus=None):
     lines = []
+    p_head = f" p MAE vs {versus} | p XAUC vs {versus} |" if versus else ""
     for dataset, group in table.groupby("dataset", sort=False):
         ref = group.iloc[0]
         lines.append(f"### {dataset}")
@@ -101,13 +124,14 @@ def to_markdown(table):
             + (f"; best achievable (true conditional median): {ref.oracle_mae:.4f}" if np.isfinite(ref.oracle_mae) else "")
         )
         lines.append("")
-        lines.append("| model | seeds | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR | beta eff. anchors |")
-        lines.append("|---|---|---|---|---|---|---|---|---|")
+        lines.append("| model | seeds | valid MAE | MAE | XAUC | XGAUC | epochs | s/epoch | vs VR | beta eff. anchors |" + p_head)
+        lines.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if versus else ""))
         for r in group.itertuples():
             lines.append(
-                f"| {r.model} | {r.seeds} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
+                f"| {r.model} | {r.seeds} | {r.valid_mae_mean:.4f} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
                 f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} "
                 f"| {_anchors(r.beta_effective_anchors)} |"
+                + (f" {_p(r.mae_p_vs)} | {_p(r.xauc_p_vs)} |" if versus else "")
             )
         lines.append("")
     return "\n".join(lines)

@@ -39,8 +39,37 @@ def test_summary_mean_std_and_time_relative_to_vr():
     assert np.isnan(table.loc[("e", "D2Q"), "epoch_time_vs_VR"])  # no VR on that dataset
     assert table.loc[("e", "D2Q"), "mae_std"] == 0.0  # one seed
     text = to_markdown(table.reset_index())
-    assert "| LDA | 2 | 5.2500 ± 0.3536 | 0.7000 ± 0.0707 |" in text
+    assert "| LDA | 2 | nan | 5.2500 ± 0.3536 | 0.7000 ± 0.0707 |" in text  # records without valid_mae
     assert "| 1.50x | 2.50 |" in text and "n/a (no VR) | - |" in text
+
+
+def test_summary_p_values_against_an_entry():
+    """Welch's test by hand: t = (mean_a - mean_b) / sqrt(va/na + vb/nb), Welch-Satterthwaite df."""
+    from scipy import stats
+
+    records = [_record("VR", 0, 6.0, 0.60, 2.0), _record("VR", 1, 7.0, 0.70, 4.0), _record("VR", 2, 6.8, 0.66, 4.0),
+               _record("LDA", 0, 5.0, 0.75, 3.0), _record("LDA", 1, 5.5, 0.65, 6.0), _record("LDA", 2, 5.1, 0.71, 6.0)]
+    for r in records:
+        r["valid_mae"] = r["mae"] - 1
+    table = summarise(records, versus="VR").set_index("model")
+    a, b = np.array([5.0, 5.5, 5.1]), np.array([6.0, 7.0, 6.8])
+    va, vb = a.var(ddof=1) / 3, b.var(ddof=1) / 3
+    t = (a.mean() - b.mean()) / np.sqrt(va + vb)
+    df = (va + vb) ** 2 / (va**2 / 2 + vb**2 / 2)
+    assert table.loc["LDA", "mae_p_vs"] == pytest.approx(2 * stats.t.sf(abs(t), df), rel=1e-9)
+    assert np.isnan(table.loc["VR", "mae_p_vs"])  # not against itself
+    assert table.loc["LDA", "valid_mae_mean"] == pytest.approx(a.mean() - 1)
+    text = to_markdown(table.reset_index(), versus="VR")
+    assert "p MAE vs VR | p XAUC vs VR |" in text
+    assert f"| {table.loc['LDA', 'mae_p_vs']:.3g} | {table.loc['LDA', 'xauc_p_vs']:.3g} |" in text
+
+
+def test_versus_must_be_an_entry(tmp_path):
+    from recbole_lda.options import OptionError
+
+    with pytest.raises(OptionError, match="--versus=D2Q: not an entry of --models"):
+        main(["--models=VR,LDA", "--versus=D2Q", f"--output_dir={tmp_path}"])
+    assert not any(tmp_path.iterdir())
 
 
 def test_compare_runs_summarises_and_resumes(tmp_path, capsys):
