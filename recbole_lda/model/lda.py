@@ -26,6 +26,14 @@ cosine similarity with a temperature in beta; marginals of the OT problem (unifo
 the batch; uniform over the anchors in scope: solved per bucket with row-normalised targets,
 a bucket's total share would change nothing); the regression loss; and what g
 sees (`predictor_input`: the anchor mixture alone, as in the paper, or with h_i).
+
+Second round (docs/results.md, "LDA, second round"): what g predicts (`regression_target`:
+the watch ratio times the duration, as in the paper, or the watch time), a learning rate of
+its own for the anchor path (`anchor_lr_scale`: phi_x, phi_a and g learn only through beta
+and were the slow part), and, off by default and measured as ablations: a bucket-mean start
+of g (`predictor_init`), a temperature schedule (`temperature_start`), an auxiliary head
+reading f(x) (`lambda_direct`), and ProWTP's semi-relaxed OT (`ot_relaxation: anchors`) and
+compactness loss (`lambda_compact`).
 """
 
 import logging
