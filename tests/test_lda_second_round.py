@@ -55,7 +55,7 @@ def test_semi_relaxed_targets_are_distributions_in_scope():
 
 # ---------------------------------------------------------------- the model's keys
 def test_bucket_mean_start_predicts_each_buckets_mean_ratio(toy_root):
-    _, train, _, _, model = build("LDA", toy_root, predictor_init="bucket_mean", **SMALL)
+    _, train, _, _, model = build("LDA", toy_root, predictor_init="bucket_mean", regression_target="ratio", **SMALL)
     labels = training_values(train._dataset, "label").numpy()
     durations = training_values(train._dataset, "duration").numpy()
     bucket = assign_buckets(torch.as_tensor(durations), model.bucket_edges).numpy()

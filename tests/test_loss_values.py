@@ -165,8 +165,8 @@ OT_SETTINGS = dict(ot_reg=0.3, ot_reg_m=2.5, ot_max_iter=7, ot_stop_threshold=1e
 
 @pytest.fixture(scope="module")
 def lda(toy):
-    model, train, test = build("LDA", toy, lambda_ot=0.37, temperature=0.25, regression_loss="mse", **OT_SETTINGS,
-                               **LDA_SMALL)
+    model, train, test = build("LDA", toy, lambda_ot=0.37, temperature=0.25, regression_loss="mse", regression_target="ratio",
+                               **OT_SETTINGS, **LDA_SMALL)
     model.eval()  # no dropout: forward is deterministic
     with torch.no_grad():  # distinct anchors (a 5-step VQ-VAE leaves nearly equal ones): beta is far from uniform
         gen = torch.Generator().manual_seed(0)
@@ -195,7 +195,7 @@ def test_lda_beta_and_prediction_follow_the_formula(lda):
     model, train, _ = lda
     inter = first_rows(train)
     with torch.no_grad():
-        pred, cos, log_beta, bucket = model.forward(inter)
+        pred, cos, log_beta, bucket = model.forward(inter)[:4]
         h = F.normalize(model.phi_x(model.backbone(inter)), dim=-1)
         p = F.normalize(model.phi_a(model.anchor_table()), dim=-1)
         torch.testing.assert_close(cos, h @ p.T)
@@ -209,6 +209,17 @@ def test_lda_beta_and_prediction_follow_the_formula(lda):
                                    atol=1e-5, rtol=1e-5)
         edges = model.bucket_edges
         torch.testing.assert_close(bucket, torch.clamp(torch.searchsorted(edges[1:-1], inter["duration"], right=True), 0, 2))
+
+
+def test_lda_watch_time_target_scales_by_the_training_std(toy):
+    """regression_target: watch_time: y = std of training labels (population) * softplus(g(beta p)), no duration factor."""
+    model, train, _ = build("LDA", toy, regression_target="watch_time", **LDA_SMALL)
+    model.eval()
+    inter = first_rows(train)
+    with torch.no_grad():
+        out = model.forward(inter)
+        expected = F.softplus(model.g_out(model.g(out.log_beta.exp() @ out.p))).squeeze(-1)
+        torch.testing.assert_close(out.pred, expected * float(train.inter_feat["label"].double().std(correction=0)), rtol=1e-5, atol=1e-4)
 
 
 def test_lda_alignment_is_cross_entropy_with_the_configured_ot(lda, monkeypatch):
@@ -231,7 +242,7 @@ def test_lda_alignment_is_cross_entropy_with_the_configured_ot(lda, monkeypatch)
     assert calls and all(c == (0.3, 2.5, {"numItermax": 7, "stopThr": 1e-4}) for c in calls)
 
     with torch.no_grad():
-        _, cos, log_beta, bucket = model.forward(inter)
+        _, cos, log_beta, bucket = model.forward(inter)[:4]
     def ce(**ot):  # noqa: E306
         t = alignment_targets(1 - cos, bucket, model.anchor_bucket, "bucket", **ot)
         return -torch.where(t > 0, t * log_beta, torch.zeros_like(log_beta)).sum(1).mean().item()
@@ -269,7 +280,7 @@ def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
     inter.interaction["duration"] = inter["duration"] * 0.05  # sub-second videos too: the ratio is not clipped
     model.calculate_loss(inter)
     with torch.no_grad():
-        _, cos, _, bucket = model.forward(inter)
+        _, cos, _, bucket = model.forward(inter)[:4]
     assert (inter["duration"] < 1).any()
     ratio = inter["label"] / inter["duration"]
     torch.testing.assert_close(seen["cost"], 1 - cos + 0.6 * model.label_cost(ratio, bucket))
