@@ -22,7 +22,7 @@ from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 
 import dataset_prep
-from recbole_lda import compat, saved_model
+from recbole_lda import compat, provenance, saved_model
 from recbole_lda.config import Config, check_dataset_name
 from recbole_lda.options import OptionError
 from recbole_lda.fileio import atomic_output, check_writable, json_safe, write_json
@@ -139,6 +139,7 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
             trial, which selects on validation only, turns it off (no test figures at all).
     """
     start = perf_counter()
+    provenance.check_code_unchanged()
     compat.apply()
     check_dataset_name(dataset)
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
@@ -235,7 +236,8 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
         "total_time_s": perf_counter() - start,
         "data": prepared.meta,
         "hyperparameters": hyperparameters(config),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"])},
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"]),
+                        "code_sha256": provenance.code_sha256()},
     }
     results = json_safe(results)  # strict JSON: NaN and infinities become null
     if config["results_file"]:

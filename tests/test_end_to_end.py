@@ -44,6 +44,9 @@ def test_results_file_has_the_documented_fields(vr_run):
     assert results["epochs_run"] == 4 and len(results["epoch_times_s"]) == 4
     assert results["train_time_per_epoch_s"] > 0 and results["peak_memory_mb"] > 100
     assert results["rows"]["train"] + results["rows"]["valid"] + results["rows"]["test"] == results["data"]["rows_kept"]
+    from recbole_lda.provenance import code_sha256
+
+    assert results["environment"]["code_sha256"] == code_sha256() and len(code_sha256()) == 64
 
 
 def test_vr_learns_beyond_the_training_mean(vr_run):
