@@ -80,7 +80,9 @@ def summarise(records, versus=None):
         row = {"dataset": dataset, "model": entry, "seeds": len(group)}
         for m in METRICS:
             values = group[m] if m in group else pd.Series(np.nan, index=group.index)  # records of older runs
-            row[f"{m}_mean"], row[f"{m}_std"] = values.mean(), values.std(ddof=1) if len(group) > 1 else 0.0
+            # skipna=False: a mean over only the seeds that have a metric would pass for all of them
+            row[f"{m}_mean"] = values.mean(skipna=False)
+            row[f"{m}_std"] = values.std(ddof=1, skipna=False) if len(group) > 1 else 0.0
         row["valid_mae_mean"] = group["valid_mae"].mean() if "valid_mae" in group else np.nan
         if versus is not None:
             other = frame[(frame["dataset"] == dataset) & (frame["entry"] == versus)]

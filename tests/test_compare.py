@@ -94,3 +94,12 @@ def test_compare_runs_summarises_and_resumes(tmp_path, capsys):
     assert capsys.readouterr().err.count("reusing") == 4
     assert [p.stat().st_mtime_ns for p in runs] == stamps
     assert json.loads((out / "summary.json").read_text())["command"][:3] == ["python", "-m", "recbole_lda.compare"]
+
+
+def test_a_metric_some_seeds_lack_gives_no_mean():
+    """Older results files lack the newer XAUC conventions: a mean over the seeds that have
+    one would be printed as a mean over all of them, so it is NaN instead."""
+    old, new = _record("VR", 0, 6.0, 0.6, 2.0), _record("VR", 1, 7.0, 0.7, 2.0)
+    new["xauc_dadf"] = 0.69
+    table = summarise([old, new]).set_index("model")
+    assert np.isnan(table.loc["VR", "xauc_dadf_mean"]) and table.loc["VR", "mae_mean"] == 6.5
