@@ -2,7 +2,7 @@
 
     python run_recbole_lda.py --model=LDA --dataset=synthetic [--key=value ...] [--debug]
 
-The same as the `recbole-lda` command (recbole_lda/cli.py); --help lists the useful keys.
+The same as the `recbole-lda` command (recbole_lda/cli/__init__.py); --help lists the useful keys.
 """
 
 from recbole_lda.cli import run_main

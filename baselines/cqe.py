@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.backbone import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender
 
 ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus}
 

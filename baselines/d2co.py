@@ -57,7 +57,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.backbone import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender
 
 
 def two_means_split(values, starts, counts):

@@ -70,7 +70,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.backbone import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 

@@ -61,7 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.backbone import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender
 
 LEAF_VALUES = ("mean", "midpoint")
 

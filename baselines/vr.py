@@ -9,7 +9,7 @@ so that methods can be compared at equal loss (a loss change alone moves MAE a l
 
 import torch.nn as nn
 
-from recbole_lda.backbone import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model import REGRESSION_LOSSES, WatchTimeRecommender
 
 
 class VR(WatchTimeRecommender):

@@ -122,7 +122,7 @@ def machine():
 
 def write_report(path, report):
     """Write the figures as strict JSON, atomically."""
-    from recbole_lda.fileio import write_json
+    from recbole_lda.utils.fileio import write_json
 
     write_json(path, report)
     print(f"written to {path}")

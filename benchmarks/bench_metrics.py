@@ -1,4 +1,4 @@
-"""Benchmark of the exact XAUC conventions (recbole_lda.xauc) on one core.
+"""Benchmark of the exact XAUC conventions (recbole_lda.evaluator.xauc) on one core.
 
 Generates --rows rows (labels: watch times in seconds rounded to 1 ms; predictions: the
 labels plus Gaussian noise; users with skewed row counts; durations in seconds rounded to

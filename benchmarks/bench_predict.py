@@ -3,7 +3,7 @@
 Trains a model on the synthetic dataset (KuaiRec's numbers of users and videos by default)
 with --save_model_dir, or takes an existing saved model (--model_dir); writes an input of
 --rows rows (user and video ids drawn from the model's id maps, a share of them unknown,
-durations log-normal); then runs `python -m recbole_lda.predict` on it in its own
+durations log-normal); then runs `python -m recbole_lda predict` on it in its own
 subprocess and records the wall time, the child's peak RSS and the tool's own summary
 (load and scoring time, unknown ids). A run on --small_rows rows gives the fixed cost
 (imports, loading the model) to subtract. Writes JSON to --output. On a busy machine the
@@ -27,7 +27,7 @@ import pandas as pd
 
 from bench_data import machine  # same folder: run as a script
 from bench_training import measure, parse_with_outputs
-from recbole_lda.fileio import atomic_output, read_json, write_json
+from recbole_lda.utils.fileio import atomic_output, read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,7 +89,7 @@ def main():
         rows_file, out_file, summary_file = (work / f"rows-{rows}.csv", work / f"pred-{rows}.csv",
                                              work / f"summary-{rows}.json")
         write_rows(model_dir, rows_file, rows, args.unknown_share, seed=rows)
-        command = [sys.executable, "-m", "recbole_lda.predict", f"--model_dir={model_dir}", f"--input={rows_file}",
+        command = [sys.executable, "-m", "recbole_lda", "predict", f"--model_dir={model_dir}", f"--input={rows_file}",
                    f"--output={out_file}", f"--summary_file={summary_file}", f"--torch_num_threads={args.threads}",
                    f"--chunk_rows={args.chunk_rows}", f"--batch_size={args.batch_size}", "--show_progress=False"]
         print(f"scoring {rows:,} rows ...", flush=True)

@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench_data import machine  # same folder: run as a script
-from recbole_lda.fileio import read_json, write_json
+from recbole_lda.utils.fileio import read_json, write_json
 
 ROOT = Path(__file__).resolve().parents[1]
 

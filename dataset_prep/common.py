@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from recbole_lda.fileio import read_json
+from recbole_lda.utils.fileio import read_json
 
 logger = logging.getLogger(__name__)
 

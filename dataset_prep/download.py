@@ -1,6 +1,6 @@
 """Download, verify and unpack the public raw datasets: KuaiRec 2.0 and KuaiRand.
 
-    python -m dataset_prep.download kuairec|kuairand-pure|kuairand-1k|kuairand-27k --dest DIR
+    python -m recbole_lda download kuairec|kuairand-pure|kuairand-1k|kuairand-27k --dest DIR
 
 For the named archive (ARCHIVES: the official Zenodo files):
 1. Downloads it to `DIR/<archive>.part` with progress on stderr (a tqdm bar on a
@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from dataset_prep.common import _pid_alive
-from recbole_lda.fileio import atomic_write_text
+from recbole_lda.utils.fileio import atomic_write_text
 
 
 @dataclass(frozen=True)
@@ -345,27 +345,3 @@ def fetch(name, dest, url=None, md5=None, size=None, retries=5, retry_wait=2.0, 
     if remove_archive:
         os.remove(archive)
     return raw_dir
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(
-        prog="python -m dataset_prep.download", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("name", choices=sorted(ARCHIVES), help="which archive")
-    parser.add_argument("--dest", required=True, help="folder to download and unpack into")
-    parser.add_argument("--url", help="another URL for the same archive (a mirror)")
-    parser.add_argument("--md5", help="expected md5 instead of the pinned one ('' = do not check)")
-    parser.add_argument("--retries", type=int, default=5, help="resumptions of a broken transfer within this run")
-    parser.add_argument("--remove-archive", action="store_true", help="delete the archive once unpacked")
-    args = parser.parse_args(argv)
-    raw_dir = fetch(args.name, args.dest, url=args.url, md5=args.md5, retries=args.retries,
-                    remove_archive=args.remove_archive)  # a DownloadError is reported by errors.guarded
-    dataset = ARCHIVES[args.name].dataset
-    print(f"\n{args.name} is ready in {raw_dir}. Pass --raw_data_path={shlex.quote(raw_dir)}, e.g.\n"
-          f"    python run_recbole_lda.py --model=LDA --dataset={dataset} --raw_data_path={shlex.quote(raw_dir)}")
-
-
-if __name__ == "__main__":
-    from recbole_lda.errors import guarded
-
-    guarded(main)

@@ -2,7 +2,7 @@
 
 Reads, from one folder (the `data/` folder of an official archive, e.g.
 `KuaiRand-Pure/data/` inside KuaiRand-Pure.tar.gz, or the folder of a subset in the same
-format; `python -m dataset_prep.download kuairand-pure --dest DIR` fetches and unpacks one):
+format; `python -m recbole_lda download kuairand-pure --dest DIR` fetches and unpacks one):
     log_standard_*.csv, every one of them (27K ships each period in parts, each with its
         own header), required. Columns read: user_id, video_id, date (YYYYMMDD),
         play_time_ms, duration_ms (all required, no missing value); time_ms (Unix ms),
@@ -131,7 +131,7 @@ def find_files(raw_dir, options):
         raise RawDataMissing(
             f"KuaiRand raw files not found: no log_standard_*.csv in {os.path.abspath(raw_dir)}{hint}.\n"
             f"KuaiRand is on Zenodo ({DOWNLOAD_PAGE}; KuaiRand-Pure.tar.gz, KuaiRand-1K.tar.gz, KuaiRand-27K.tar.gz). "
-            f"Run\n    python -m dataset_prep.download kuairand-pure --dest DEST\n(or kuairand-1k, kuairand-27k): it "
+            f"Run\n    python -m recbole_lda download kuairand-pure --dest DEST\n(or kuairand-1k, kuairand-27k): it "
             f"downloads {DOWNLOAD_URL}, checks its md5, unpacks it and prints the --raw_data_path=... to use "
             f"(DEST/KuaiRand-Pure/data). Or unpack an archive yourself and pass --raw_data_path=its data folder, "
             f"or put the CSVs in the default folder {os.path.abspath(raw_dir)}"

@@ -1,7 +1,7 @@
 """KuaiRec 2.0 converter (Gao et al., CIKM 2022): watch time of Kuaishou short videos.
 
 Reads, from the `data/` folder of the official archive (`KuaiRec 2.0/data/` inside
-KuaiRec.zip; `python -m dataset_prep.download kuairec --dest DEST` fetches and unzips it):
+KuaiRec.zip; `python -m recbole_lda download kuairec --dest DEST` fetches and unzips it):
     big_matrix.csv or small_matrix.csv (`kuairec_matrix`), required:
         user_id, video_id, play_duration (ms), video_duration (ms), time, date, timestamp,
         watch_ratio.
@@ -124,7 +124,7 @@ def raw_files(raw_dir, options):
             hint = " (this folder has a data/ or 'KuaiRec 2.0/' subfolder: point raw_data_path at the data folder itself)"
         raise RawDataMissing(
             f"KuaiRec raw file not found: {os.path.abspath(matrix)}{hint}.\n"
-            f"Run\n    python -m dataset_prep.download kuairec --dest DEST\nwhich downloads the archive, checks it, "
+            f"Run\n    python -m recbole_lda download kuairec --dest DEST\nwhich downloads the archive, checks it, "
             f"unzips it and prints the --raw_data_path=... to use (DEST/KuaiRec 2.0/data). Or by hand: "
             f"download {DOWNLOAD_URL} (431,964,858 bytes; md5 261550d472c48eff4990fb13c0e5bcf7 "
             f"according to a third party, the README gives none) and unzip it. The CSVs are in the "

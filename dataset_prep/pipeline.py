@@ -40,7 +40,7 @@ from dataset_prep.common import (
     read_record, require, short_hash,
 )
 from dataset_prep.split import read_split_options, split_rows, write_atomic_files
-from recbole_lda.fileio import read_json, write_json
+from recbole_lda.utils.fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
 

@@ -55,7 +55,7 @@ from scipy.special import ndtr, softmax
 from dataset_prep import kuairec
 from dataset_prep.common import atomic_dir, require, short_hash
 from dataset_prep.synthetic_side import write_side_information
-from recbole_lda.fileio import read_json, write_json
+from recbole_lda.utils.fileio import read_json, write_json
 
 logger = logging.getLogger(__name__)
 

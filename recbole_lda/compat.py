@@ -2,22 +2,17 @@
 
 Each patch names the upstream behaviour it works around. Importing this module changes
 nothing: `apply()` does, once (it is idempotent), where a run starts
-(`recbole_lda.quick_start.run`, the tuner's trials, the test suite's fixtures). No other
-module patches RecBole.
-
-Besides the patches, `parse_value` replaces RecBole's `eval()` of command-line values
-(used by `recbole_lda.config.Config`).
+(`recbole_lda.quick_start.run`, the tuner's trials, the test suite's fixtures). No other module
+patches RecBole.
 """
 
-import ast
 import warnings
 
-import yaml
 from recbole.evaluator import collector as _collector
 from recbole.evaluator import register as _register
 from recbole.trainer import trainer as _trainer
 
-from recbole_lda.metrics import WATCH_TIME_METRICS
+from recbole_lda.evaluator.metrics import WATCH_TIME_METRICS
 
 _applied = False
 
@@ -85,27 +80,6 @@ def _quiet_upstream_warnings():
         warnings.filterwarnings("ignore", message=message, category=FutureWarning)
     for module in (r"recbole\..*",):
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
-
-
-def parse_value(text):
-    """A command-line or override value as a Python value, without running it.
-
-    RecBole's Config turns every command-line value into Python with `eval()`, so that
-    `--learning_rate="__import__('os').system(...)"` runs code. Here a value is a Python
-    literal (`ast.literal_eval`: numbers, strings, lists, dicts, True/False/None), else a
-    YAML scalar (`true`, `~`, `null`), else the text itself; nothing is evaluated. Types
-    are then checked against the declared ones (recbole_lda.options)."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return ast.literal_eval(text.strip())
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        pass
-    try:
-        value = yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-    return value if value is None or isinstance(value, (bool, int, float)) else text
 
 
 def apply():

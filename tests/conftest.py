@@ -8,8 +8,8 @@ import torch
 from recbole.data import create_dataset, data_preparation
 from recbole.utils import init_seed
 from recbole_lda import compat
-from recbole_lda.config import Config
-from recbole_lda.registry import get_model
+from recbole_lda.config.configurator import Config
+from recbole_lda.config.registry import get_model
 
 compat.apply()  # what every run does first (recbole_lda.quick_start.run)
 

@@ -8,10 +8,10 @@ from recbole.data.interaction import Interaction
 from recbole.utils import init_seed
 
 from recbole_lda import compat
-from recbole_lda.config import Config
+from recbole_lda.config.configurator import Config
 
 try:
-    from recbole_lda.registry import get_model
+    from recbole_lda.config.registry import get_model
 except ImportError:  # before the registry moved out of utils
     from recbole_lda.utils import get_model
 

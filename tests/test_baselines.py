@@ -17,8 +17,8 @@ import torch.nn.functional as F
 import recbole_lda  # noqa: F401  (applies the compat patches)
 from recbole.data import create_dataset, data_preparation
 from recbole.data.interaction import Interaction
-from recbole_lda.config import Config
-from recbole_lda.registry import WATCH_TIME_MODELS, get_model
+from recbole_lda.config.configurator import Config
+from recbole_lda.config.registry import WATCH_TIME_MODELS, get_model
 
 BASELINES = [m for m in WATCH_TIME_MODELS if m not in ("LDA", "VR")]  # every registered baseline
 HEADER = "user_id:token\titem_id:token\tlabel:float\tduration:float\n"
@@ -365,7 +365,7 @@ def synthetic_root(tmp_path_factory):
 def test_baseline_trains_and_beats_the_training_mean(name, synthetic_root):
     """Every baseline trains through RecBole's trainer on a small synthetic dataset (generated
     and prepared once per module) and beats predicting the training mean on test MAE."""
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     results = run(
         name,

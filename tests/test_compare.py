@@ -1,4 +1,4 @@
-"""recbole_lda.compare: entry parsing, the summary table's statistics, resuming."""
+"""compare (recbole_lda.cli.compare, recbole_lda.quick_start.compare): entry parsing, the summary table's statistics, resuming."""
 
 import json
 
@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbole_lda.compare import main, parse_entry, split_entries, summarise, to_markdown
+from recbole_lda.cli.compare import main
+from recbole_lda.config.entries import parse_entry, split_entries
+from recbole_lda.report.tables import summarise, to_markdown
 
 
 def test_entries_parse_with_nested_brackets():
@@ -65,7 +67,7 @@ def test_summary_p_values_against_an_entry():
 
 
 def test_versus_must_be_an_entry(tmp_path):
-    from recbole_lda.options import OptionError
+    from recbole_lda.config.options import OptionError
 
     with pytest.raises(OptionError, match="--versus=D2Q: not an entry of --models"):
         main(["--models=VR,LDA", "--versus=D2Q", f"--output_dir={tmp_path}"])
@@ -93,7 +95,7 @@ def test_compare_runs_summarises_and_resumes(tmp_path, capsys):
     main(args)  # everything is stored: nothing is trained again
     assert capsys.readouterr().err.count("reusing") == 4
     assert [p.stat().st_mtime_ns for p in runs] == stamps
-    assert json.loads((out / "summary.json").read_text())["command"][:3] == ["python", "-m", "recbole_lda.compare"]
+    assert json.loads((out / "summary.json").read_text())["command"][:4] == ["python", "-m", "recbole_lda", "compare"]
 
 
 def test_a_metric_some_seeds_lack_gives_no_mean():

@@ -1,13 +1,14 @@
-"""Learning curves from compare folders (recbole_lda/curves.py): exact epochs-to-within
+"""Learning curves from compare folders (recbole_lda/report/curves.py, recbole_lda/cli/curves.py): exact epochs-to-within
 values on hand-made histories, and the files written from a folder laid out as compare's."""
 
 import json
 
 import pytest
 
-from recbole_lda import curves
-from recbole_lda.errors import UsageError
-from recbole_lda.summary import run_label
+from recbole_lda.cli import curves as curves_cli
+from recbole_lda.report import curves
+from recbole_lda.utils.errors import UsageError
+from recbole_lda.config.entries import run_label
 
 
 @pytest.mark.parametrize(
@@ -40,7 +41,7 @@ def test_table_and_files(tmp_path):
         ("VR", 1): [9.0, 6.0, 7.0],
         ("LDA[temperature=0.5]", 0): [12.0, 11.0, 10.0, 9.0, 8.0, 7.0],
     })
-    curves.main(["--runs", str(tmp_path / "a"), "--models", "LDA[temperature=0.5],VR", "--output", str(tmp_path / "out" / "c")])
+    curves_cli.main(["--runs", str(tmp_path / "a"), "--models", "LDA[temperature=0.5],VR", "--output", str(tmp_path / "out" / "c")])
     table = (tmp_path / "out" / "c.csv").read_text().splitlines()
     assert table[0] == ("dataset,model,seeds,best_valid_mae,best_epoch,epochs_to_within,epochs_to_within_max,"
                         "first_epoch_valid_mae")

@@ -230,7 +230,7 @@ def test_missing_raw_files_say_what_to_download(tmp_path):
     message = str(error.value)
     for text in [
         "no log_standard_*.csv",
-        "python -m dataset_prep.download kuairand-pure --dest DEST",
+        "python -m recbole_lda download kuairand-pure --dest DEST",
         "https://zenodo.org/records/10439422/files/KuaiRand-Pure.tar.gz",
         "--raw_data_path",
         str((tmp_path / "kuairand" / "raw").resolve()),
@@ -273,7 +273,7 @@ def write_generated(folder, rows=1500, users=40, videos=60, seed=0):
 
 def test_end_to_end_time_split(tmp_path):
     """run() on KuaiRand-format raw files with split: time (valid = 04-16, test = 04-17)."""
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     raw = write_generated(tmp_path / "raw")
     results = run(

@@ -204,7 +204,7 @@ def test_time_split_of_day_indices(tmp_path):
 
 def test_end_to_end(tmp_path):
     """run() on WeChat-format raw files: RecBole reads the token sequences."""
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     write_raw(tmp_path / "raw", actions=generated_actions())
     results = run(

@@ -18,6 +18,7 @@ import yaml
 import test_data_kuairand
 import test_data_kuairec
 from dataset_prep import RawDataMissing, download, kuairand, kuairec
+from recbole_lda.cli import download as download_cli
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -189,7 +190,7 @@ def test_fetch_kuairand_unpacks_for_the_converter(server, tmp_path, monkeypatch,
     server.cuts = [500, None]  # and the transfer breaks once
     monkeypatch.setattr(download.time, "sleep", lambda s: None)
     dest = tmp_path / "downloads"
-    download.main(["kuairand-pure", "--dest", str(dest)])
+    download_cli.main(["kuairand-pure", "--dest", str(dest)])
     raw_dir = dest / "KuaiRand-Pure" / "data"
     out = capsys.readouterr()
     assert f"--raw_data_path={raw_dir}" in out.out and "--dataset=kuairand" in out.out
@@ -201,7 +202,7 @@ def test_fetch_kuairand_unpacks_for_the_converter(server, tmp_path, monkeypatch,
     assert len(kuairand.convert(str(raw_dir), options).inter) == 3
 
     requests = len(server.requests)
-    download.main(["kuairand-pure", "--dest", str(dest)])  # again: nothing to do
+    download_cli.main(["kuairand-pure", "--dest", str(dest)])  # again: nothing to do
     assert len(server.requests) == requests and f"--raw_data_path={raw_dir}" in capsys.readouterr().out
 
 
@@ -213,7 +214,7 @@ def test_fetch_kuairec_zip_prints_a_quoted_path(server, tmp_path, monkeypatch, c
         z.writestr("KuaiRec 2.0/LICENSE", "license")
     serve_archive(server, monkeypatch, "kuairec", "KuaiRec.zip", buffer.getvalue())
     dest = tmp_path / "downloads"
-    download.main(["kuairec", "--dest", str(dest), "--remove-archive"])
+    download_cli.main(["kuairec", "--dest", str(dest), "--remove-archive"])
     raw_dir = dest / "KuaiRec 2.0" / "data"
     assert f"--raw_data_path='{raw_dir}'" in capsys.readouterr().out
     assert not (dest / "KuaiRec.zip").exists()
@@ -240,9 +241,9 @@ def test_bad_archives_leave_nothing_unpacked(server, tmp_path, monkeypatch):
 
 
 def test_missing_file_messages_name_the_command(tmp_path):
-    with pytest.raises(RawDataMissing, match=r"python -m dataset_prep.download kuairec --dest DEST"):
+    with pytest.raises(RawDataMissing, match=r"python -m recbole_lda download kuairec --dest DEST"):
         kuairec.raw_files(str(tmp_path), {"kuairec_matrix": "big"})
-    with pytest.raises(RawDataMissing, match=r"python -m dataset_prep.download kuairand-pure --dest DEST"):
+    with pytest.raises(RawDataMissing, match=r"python -m recbole_lda download kuairand-pure --dest DEST"):
         kuairand.raw_files(str(tmp_path), {"kuairand_random_logs": False})
     assert set(download.ARCHIVES) == {"kuairec", "kuairand-pure", "kuairand-1k", "kuairand-27k"}
     assert download.ARCHIVES["kuairand-pure"].md5 == "0820331067a3784d9691136f772b35a7"

@@ -44,7 +44,7 @@ def test_results_file_has_the_documented_fields(vr_run):
     assert results["epochs_run"] == 4 and len(results["epoch_times_s"]) == 4
     assert results["train_time_per_epoch_s"] > 0 and results["peak_memory_mb"] > 100
     assert results["rows"]["train"] + results["rows"]["valid"] + results["rows"]["test"] == results["data"]["rows_kept"]
-    from recbole_lda.provenance import code_sha256
+    from recbole_lda.quick_start.provenance import code_sha256
 
     assert results["environment"]["code_sha256"] == code_sha256() and len(code_sha256()) == 64
 
@@ -95,7 +95,7 @@ def test_bad_command_line_is_rejected(tmp_path):
 
 
 def test_lda_trains_end_to_end_and_beats_the_mean(tmp_path):
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     results = run("LDA", "synthetic", config_dict={
         "synthetic_rows": 20000, "synthetic_users": 300, "synthetic_items": 400, "train_batch_size": 512,
@@ -119,7 +119,7 @@ def test_lda_trains_end_to_end_and_beats_the_mean(tmp_path):
 def test_runs_without_test_evaluation_report_no_test_figures(tmp_path):
     """Tuning trials select on validation only: with evaluate_test=False nothing about the
     test split is computed or written."""
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     results = run("VR", "synthetic", config_dict={
         "synthetic_rows": 5000, "synthetic_users": 100, "synthetic_items": 150, "train_batch_size": 512,
@@ -135,8 +135,8 @@ def test_runs_without_test_evaluation_report_no_test_figures(tmp_path):
 def test_lda_beats_vr_over_three_seeds(tmp_path):
     """Issue 3's end-to-end claim at test scale: with the same backbone, data and budget,
     LDA's mean test MAE and XAUC over seeds 0-2 are both better than VR's (MSE, as in its
-    papers). Full-scale figures: python -m recbole_lda.compare (README)."""
-    from recbole_lda.quick_start import run
+    papers). Full-scale figures: python -m recbole_lda compare (README)."""
+    from recbole_lda.quick_start.quick_start import run
 
     common = {
         "synthetic_rows": 40000, "synthetic_users": 500, "synthetic_items": 666, "train_batch_size": 1024,
@@ -155,8 +155,8 @@ def test_lda_beats_vr_over_three_seeds(tmp_path):
 def test_unknown_and_recbole_models_are_refused_before_any_work(tmp_path):
     """Only watch-time models can be named (RecBole's own predict click scores, not seconds):
     an unknown name fails at once, with the closest registered names."""
-    from recbole_lda.quick_start import run
-    from recbole_lda.registry import UnknownNameError
+    from recbole_lda.quick_start.quick_start import run
+    from recbole_lda.utils.errors import UnknownNameError
 
     with pytest.raises(UnknownNameError, match=r"unknown model 'FM'.*models: LDA, VR, WLR"):
         run("FM", "synthetic", config_dict={"data_path": str(tmp_path / "data"), "log_dir": None})

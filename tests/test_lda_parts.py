@@ -217,7 +217,7 @@ def test_no_leakage_from_valid_and_test_labels(tmp_path):
 
 
 def test_anchor_plot_is_written(toy_root, tmp_path):
-    from recbole_lda.plots import plot_model_anchors
+    from recbole_lda.quick_start.quick_start import plot_model_anchors
 
     path = tmp_path / "anchors.png"
     _, train, _, _, model = build("LDA", toy_root, vq_steps=5, num_buckets=3, num_sequences=32)

@@ -10,11 +10,11 @@ import torch
 import torch.nn.functional as F
 
 from conftest import build
-from recbole_lda.backbone import training_values
+from recbole_lda.model.backbone import training_values
 from recbole_lda.model.anchors import assign_buckets
 from recbole_lda.model.lda import ANCHOR_PATH, inverse_softplus
 from recbole_lda.model.ot import alignment_targets, unbalanced_plan
-from recbole_lda.trainer import WatchTimeTrainer
+from recbole_lda.trainer.trainer import WatchTimeTrainer
 
 SMALL = dict(vq_steps=5, num_buckets=3, num_anchors=4, num_sequences=32)
 

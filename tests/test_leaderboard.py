@@ -1,4 +1,4 @@
-"""The leaderboard (recbole_lda.leaderboard) on hand-made stored results: exact means and
+"""The leaderboard (recbole_lda.report.leaderboard) on hand-made stored results: exact means and
 spreads, best marks, LDA's improvement over the best baseline, Welch's p, the file formats."""
 
 import json
@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from recbole_lda import leaderboard
-from recbole_lda.compare import run_label
+from recbole_lda.report import leaderboard
+from recbole_lda.quick_start.compare import run_label
 
 FAKE = {  # (method, dataset) -> per-seed (mae, xauc)
     ("VR", "d1"): [(5.0, 0.60), (5.2, 0.61), (5.1, 0.62)],
@@ -42,7 +42,7 @@ def write_fake_results(out):
     stale = {"test_result": {"mae": 0.0, "xauc": 1.0}, "tuned_params": {"learning_rate": 9.0}}
     (out / "runs" / f"{run_label('LDA', 'd1', 7)}.json").write_text(json.dumps(stale))
     (out / "manifest.json").write_text(json.dumps({"methods": ["VR", "TPM", "LDA"], "datasets": ["d1", "d2"],
-                                                    "proposed": "LDA", "command": "python -m recbole_lda.tune ..."}))
+                                                    "proposed": "LDA", "command": "python -m recbole_lda tune ..."}))
 
 
 def test_leaderboard_numbers_best_marks_improvement_and_welch(tmp_path):

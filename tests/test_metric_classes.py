@@ -18,8 +18,8 @@ import torch
 from recbole.data.interaction import Interaction
 from recbole.evaluator import Collector, Evaluator
 from recbole_lda import compat
-from recbole_lda.config import Config
-from recbole_lda.metrics import concordance, xauc, xgauc
+from recbole_lda.config.configurator import Config
+from recbole_lda.evaluator.metrics import concordance, xauc, xgauc
 from test_metrics import brute_xauc, brute_xgauc  # the O(n^2) definitions, one copy
 
 compat.apply()  # registers XAUC and XGAUC in RecBole's evaluator and collects user ids (what every run does)

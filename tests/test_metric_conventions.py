@@ -1,7 +1,7 @@
-"""Every XAUC convention of recbole_lda.xauc against O(n^2) brute force and hand-worked cases.
+"""Every XAUC convention of recbole_lda.evaluator.xauc against O(n^2) brute force and hand-worked cases.
 
 The brute forces below are written from each convention's definition (see the module
-docstring of recbole_lda.xauc for the reference code each one was read from):
+docstring of recbole_lda.evaluator.xauc for the reference code each one was read from):
     ours   pairs with unequal labels; concordant 1, equal predictions 1/2
     DADF   strictly concordant pairs / all n(n-1)/2 pairs
     CWM    order rows by descending prediction, equal predictions in input order; a pair
@@ -19,9 +19,9 @@ import pytest
 import torch
 
 from recbole.evaluator.collector import DataStruct
-from recbole_lda import pair_counts as P
-from recbole_lda import xauc as X
-from recbole_lda.metrics import XAUC, XGAUC
+from recbole_lda.evaluator import pair_counts as P
+from recbole_lda.evaluator import xauc as X
+from recbole_lda.evaluator.metrics import XAUC, XGAUC
 
 
 # ------------------------------------------------------------------ brute force

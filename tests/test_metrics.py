@@ -10,8 +10,8 @@ import recbole_lda  # noqa: F401  (applies the compat patches)
 from recbole.data.interaction import Interaction
 from recbole.evaluator import Collector, Evaluator
 from recbole.evaluator.collector import DataStruct
-from recbole_lda.config import Config
-from recbole_lda.metrics import concordance, xauc, xgauc
+from recbole_lda.config.configurator import Config
+from recbole_lda.evaluator.metrics import concordance, xauc, xgauc
 
 
 def brute_xauc(labels, preds):

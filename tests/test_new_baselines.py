@@ -299,7 +299,7 @@ def test_cqe_dynamic_combination_loss_trains_only_the_combiner(toy_root):
     ids=["HEGM", "CQE-dynamic", "D2Co-own-label"],
 )
 def test_variant_trains_and_beats_the_training_mean(name, overrides, tmp_path_factory):
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     root = tmp_path_factory.getbasetemp() / "new_baselines_synthetic"
     results = run(name, "synthetic", config_dict={

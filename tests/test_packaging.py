@@ -30,7 +30,7 @@ def test_import_layers_hold():
 
 def test_light_modules_import_neither_torch_nor_recbole():
     loaded = python(
-        "import sys, recbole_lda, recbole_lda.leaderboard, recbole_lda.summary, recbole_lda.fileio, dataset_prep; "
+        "import sys, recbole_lda, recbole_lda.report.leaderboard, recbole_lda.report.tables, recbole_lda.utils.fileio, dataset_prep; "
         "print(sorted(m for m in ('torch', 'recbole', 'ray', 'ot') if m in sys.modules))"
     )
     assert loaded == "[]"
@@ -38,8 +38,8 @@ def test_light_modules_import_neither_torch_nor_recbole():
 
 def test_importing_patches_nothing_until_a_run_applies_the_patches():
     out = python(
-        "from recbole.evaluator import register; import recbole_lda.quick_start, recbole_lda.config, "
-        "recbole_lda.tune, baselines.vr, recbole_lda.model.lda; before = 'xauc' in register.metrics_dict; "
+        "from recbole.evaluator import register; import recbole_lda.quick_start.quick_start, recbole_lda.config.configurator, "
+        "recbole_lda.tuning.tune, baselines.vr, recbole_lda.model.lda; before = 'xauc' in register.metrics_dict; "
         "from recbole_lda import compat; compat.apply(); print(before, 'xauc' in register.metrics_dict)"
     )
     assert out == "False True"

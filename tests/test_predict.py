@@ -1,4 +1,4 @@
-"""Saved models (recbole_lda.saved_model) and prediction for new rows (recbole_lda.predict).
+"""Saved models (recbole_lda.inference.saved_model) and prediction for new rows (recbole_lda.inference.predict).
 
 A run saves its model (--save_model_dir); a fresh process loads it and predicts the test
 split from its rows, equal to the run's own predictions file. Every registered model
@@ -22,14 +22,16 @@ import pytest
 import torch
 
 from pinning_helpers import LDA_SMALL, build, write_toy
-from recbole_lda import predict, saved_model
-from recbole_lda.config import Config
-from recbole_lda.errors import guarded
-from recbole_lda.options import OptionError
-from recbole_lda.predict import InputError, predict_file, predict_frame
-from recbole_lda.quick_start import hyperparameters
-from recbole_lda.registry import WATCH_TIME_MODELS
-from recbole_lda.saved_model import SavedModelError
+from recbole_lda.cli import predict as predict_cli
+from recbole_lda.inference import predict
+from recbole_lda.inference import saved_model
+from recbole_lda.config.configurator import Config
+from recbole_lda.utils.errors import guarded
+from recbole_lda.config.options import OptionError
+from recbole_lda.inference.predict import InputError, predict_file, predict_frame
+from recbole_lda.quick_start.quick_start import hyperparameters
+from recbole_lda.config.registry import WATCH_TIME_MODELS
+from recbole_lda.inference.saved_model import SavedModelError
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["--synthetic_rows=4000", "--synthetic_users=150", "--synthetic_items=200", "--epochs=2",
@@ -64,7 +66,7 @@ def test_fresh_process_predicts_the_runs_test_predictions(lda_run, tmp_path):
     rows.columns = [c.split(":")[0] for c in rows.columns]  # the raw columns: user_id,item_id,label,duration
     rows.to_csv(tmp_path / "rows.csv", index=False)
     proc = subprocess.run(
-        [sys.executable, "-m", "recbole_lda.predict", f"--model_dir={tmp / 'model'}",
+        [sys.executable, "-m", "recbole_lda", "predict", f"--model_dir={tmp / 'model'}",
          f"--input={tmp_path / 'rows.csv'}", f"--output={tmp_path / 'pred.csv'}",
          f"--summary_file={tmp_path / 'summary.json'}", "--torch_num_threads=1"],
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=300,
@@ -172,11 +174,11 @@ def test_command_line_reports_one_line_errors(lda_run, tmp_path, capsys):
     pd.DataFrame({"user_id": ["1"], "item_id": ["2"]}).to_csv(tmp_path / "rows.csv", index=False)
     args = [f"--model_dir={tmp / 'model'}", f"--input={tmp_path / 'rows.csv'}", f"--output={tmp_path / 'o.csv'}"]
     with pytest.raises(SystemExit) as exit_:
-        guarded(predict.main, args)
+        guarded(predict_cli.main, args)
     err = capsys.readouterr().err
     assert exit_.value.code == 1 and err.count("\n") == 1 and err.startswith("error: the input lacks column 'duration'")
     with pytest.raises(SystemExit) as exit_:
-        guarded(predict.main, [*args, "--modeldir=x"])
+        guarded(predict_cli.main, [*args, "--modeldir=x"])
     assert exit_.value.code == 2 and "did you mean --model_dir?" in capsys.readouterr().err
     assert not (tmp_path / "o.csv").exists()
 
@@ -309,7 +311,7 @@ def test_save_model_dir_is_checked_before_any_work(tmp_path):
         saved_model.check_target(tmp_path / "notes")
     with pytest.raises(OptionError, match="is a file"):
         saved_model.check_target(tmp_path / "notes" / "todo.txt")
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     with pytest.raises(OptionError, match="holds other files"):
         overrides = {"save_model_dir": str(tmp_path / "notes"), "data_path": str(tmp_path / "d"), "log_dir": "None"}

@@ -13,8 +13,9 @@ import pytest
 
 from dataset_prep.common import Tables
 from dataset_prep.pipeline import clip_labels, read_label_clip
-from recbole_lda.config import Config, known_datasets
-from recbole_lda.options import OptionError, yaml_files
+from recbole_lda.config.configurator import Config
+from recbole_lda.config.registry import known_datasets
+from recbole_lda.config.options import OptionError, yaml_files
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = ["--synthetic_rows=4000", "--synthetic_users=150", "--synthetic_items=200", "--epochs=1",
@@ -72,7 +73,7 @@ def test_unknown_protocol_and_bad_values_are_refused():
 
 
 def test_a_protocol_setting_an_unknown_key_is_refused(tmp_path, monkeypatch):
-    import recbole_lda.config as config_module
+    import recbole_lda.config.configurator as config_module
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("per_dataset:\n  synthetic:\n    max_watch_ration: 10\n")
@@ -143,7 +144,7 @@ def test_a_hegm_run_splits_by_date_clips_and_counts(runs):
 
 @pytest.mark.parametrize("protocol", ["dadf", "hegm"])
 def test_results_file_has_every_convention_and_the_bucket_table(runs, protocol):
-    from recbole_lda.xauc import all_conventions
+    from recbole_lda.evaluator.xauc import all_conventions
 
     results, pred = runs[protocol]
     test = results["test_result"]
@@ -160,7 +161,9 @@ def test_results_file_has_every_convention_and_the_bucket_table(runs, protocol):
 
 
 def test_leaderboard_shows_the_chosen_xauc_convention(tmp_path):
-    from recbole_lda import leaderboard, tune
+    from recbole_lda.cli import leaderboard as leaderboard_cli
+    from recbole_lda.cli import tune
+    from recbole_lda.report import leaderboard
     from tests.test_leaderboard import write_fake_results
 
     write_fake_results(tmp_path)
@@ -173,14 +176,14 @@ def test_leaderboard_shows_the_chosen_xauc_convention(tmp_path):
     with pytest.raises(ValueError, match="--xauc=auc"):
         leaderboard.build(str(tmp_path), xauc="auc")
     with pytest.raises(SystemExit):
-        leaderboard.main(["--output_dir", str(tmp_path), "--xauc=auc"])
+        leaderboard_cli.main(["--output_dir", str(tmp_path), "--xauc=auc"])
     with pytest.raises(SystemExit):
         tune.main(["--leaderboard_only", f"--output_dir={tmp_path}", "--xauc=auc"])
     assert tune.main(["--leaderboard_only", f"--output_dir={tmp_path}", "--xauc=xauc_blocks"]) == 0
 
 
 def test_summary_records_carry_every_convention(runs):
-    from recbole_lda.summary import run_record, summarise
+    from recbole_lda.report.tables import run_record, summarise
 
     results, _ = runs["dadf"]
     record = run_record(results, "synthetic", "D2Q", 0)

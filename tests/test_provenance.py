@@ -1,9 +1,9 @@
 """A run refuses to start when the project's code changed after its process imported it
-(recbole_lda/provenance.py), and its results file records the code's fingerprint."""
+(recbole_lda/quick_start/provenance.py), and its results file records the code's fingerprint."""
 
 import pytest
 
-from recbole_lda import provenance
+from recbole_lda.quick_start import provenance
 
 
 def test_fingerprint_names_what_changed(tmp_path, monkeypatch):
@@ -26,7 +26,7 @@ def test_fingerprint_depends_on_contents_only_through_each_file():
 
 
 def test_a_run_stops_before_any_work_when_the_code_changed(monkeypatch, tmp_path):
-    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.quick_start import run
 
     monkeypatch.setattr(provenance, "_AT_IMPORT", ("stale", {}))
     with pytest.raises(RuntimeError, match="start the command again"):

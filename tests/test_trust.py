@@ -19,7 +19,7 @@ SMALL = ["--dataset=synthetic", "--synthetic_rows=4000", "--synthetic_users=150"
 
 def cli(*args, cwd, module=None, timeout=600):
     """Run run_recbole_lda.py (or `python -m module`) in `cwd`; CompletedProcess."""
-    head = ["-m", module] if module else [str(ROOT / "run_recbole_lda.py")]
+    head = ["-m", *module.split()] if module else [str(ROOT / "run_recbole_lda.py")]
     return subprocess.run([sys.executable, *head, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
@@ -120,7 +120,7 @@ def test_values_are_parsed_as_literals_never_run(tmp_path):
                "--learning_rate=__import__('pathlib').Path('pwned').touch() or 0.001", cwd=tmp_path)
     one_line_error(proc, 2, "--learning_rate=", "expected a number")
     assert not (tmp_path / "pwned").exists()
-    from recbole_lda.compat import parse_value
+    from recbole_lda.config.options import parse_value
 
     assert parse_value("[20220416,20220417]") == [20220416, 20220417]
     assert parse_value("1e-3") == 0.001 and parse_value("true") is True and parse_value("~") is None
@@ -135,7 +135,7 @@ def test_config_file_keys_are_checked_and_named(tmp_path, monkeypatch, capsys):
 
 def test_compare_checks_every_entry_before_the_first_run(tmp_path):
     proc = cli("--models=VR,LDA[temprature=0.5]", "--datasets=synthetic", "--seeds=1", "--output_dir=out",
-               "--data_path=data", cwd=tmp_path, module="recbole_lda.compare")
+               "--data_path=data", cwd=tmp_path, module="recbole_lda compare")
     one_line_error(proc, 2, "LDA[temprature=0.5] on synthetic", "unknown option --temprature", "temperature")
     assert not (tmp_path / "out" / "runs").exists() and not (tmp_path / "data").exists()
 
@@ -144,7 +144,7 @@ def test_compare_checks_every_entry_before_the_first_run(tmp_path):
 
 
 def test_results_are_strict_json(tmp_path):
-    from recbole_lda.fileio import json_safe, read_json, write_json
+    from recbole_lda.utils.fileio import json_safe, read_json, write_json
 
     write_json(tmp_path / "r.json", {"a": float("inf"), "b": [float("nan"), 1.5], "c": {"d": -float("inf")}})
     text = (tmp_path / "r.json").read_text()
@@ -166,7 +166,7 @@ def test_output_paths_are_checked_before_training_and_leave_nothing_behind(tmp_p
     one_line_error(proc, 2, "predictions_file", "afile/p.csv")
     assert not (tmp_path / "data").exists()
 
-    from recbole_lda.fileio import atomic_output
+    from recbole_lda.utils.fileio import atomic_output
 
     target = tmp_path / "out" / "table.csv"
     with pytest.raises(RuntimeError):
@@ -183,15 +183,15 @@ def test_tune_with_an_unreachable_ray_address_fails_fast_and_can_be_rerun(tmp_pa
     args = ["--models=VR", "--datasets=synthetic", "--num_samples=1", "--seeds=1", "--output_dir=out",
             "--data_path=data", "--ray_address=127.0.0.1:1"]
     begin = time.time()
-    proc = cli(*args, cwd=tmp_path, module="recbole_lda.tune")
+    proc = cli(*args, cwd=tmp_path, module="recbole_lda tune")
     one_line_error(proc, 2, "--ray_address=127.0.0.1:1", "no Ray cluster answers")
     assert time.time() - begin < 30
     assert not (tmp_path / "out" / "manifest.json").exists() and not (tmp_path / "data").exists()
 
 
 def test_a_study_without_results_can_be_restarted_with_other_settings(tmp_path):
-    from recbole_lda.options import OptionError
-    from recbole_lda.studies import check_settings
+    from recbole_lda.config.options import OptionError
+    from recbole_lda.tuning.studies import check_settings
 
     path = tmp_path / "s.study.json"
     check_settings(path, {"num_samples": 2}, has_results=False)
@@ -206,7 +206,7 @@ def test_a_study_without_results_can_be_restarted_with_other_settings(tmp_path):
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
     from recbole_lda.cli import run_main
-    from recbole_lda.options import OptionError
+    from recbole_lda.config.options import OptionError
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(OptionError, match="--epochs=0"):  # raised, not reported: Python prints the traceback
@@ -216,4 +216,4 @@ def test_debug_shows_the_traceback(tmp_path, monkeypatch):
 def test_missing_raw_data_is_a_data_error(tmp_path):
     proc = cli("--model=VR", "--dataset=kuairec", f"--raw_data_path={tmp_path / 'nowhere'}", cwd=tmp_path)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert proc.stderr.startswith("error: ") and "dataset_prep.download kuairec" in proc.stderr
+    assert proc.stderr.startswith("error: ") and "recbole_lda download kuairec" in proc.stderr

@@ -1,4 +1,4 @@
-"""The tuning harness (recbole_lda.tune, recbole_lda.studies); the leaderboard's own tests
+"""The tuning harness (recbole_lda.tuning.tune, recbole_lda.tuning.studies); the leaderboard's own tests
 are in test_leaderboard.py.
 
 Fast tests: search-space parsing, command-line keys, studies. Ray tests, on tiny data: an
@@ -23,14 +23,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recbole_lda.studies import (
+from recbole_lda.tuning.studies import (
     build_studies,
     parse_command_overrides,
     parse_distribution,
     read_search_space,
 )
-from recbole_lda.tune import parser
-from recbole_lda.registry import WATCH_TIME_MODELS
+from recbole_lda.cli.tune import parser
+from recbole_lda.config.registry import WATCH_TIME_MODELS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SYNTHETIC = ["--synthetic_rows=4000", "--synthetic_users=100", "--synthetic_items=150"]
@@ -109,7 +109,7 @@ def test_studies_precedence_fixed_keys_and_harness_keys():
 
 
 def test_run_keys_set_by_the_harness(monkeypatch):
-    from recbole_lda.studies import Study, run_overrides
+    from recbole_lda.tuning.studies import Study, run_overrides
 
     study = Study("VR", "VR", "synthetic", [], {"epochs": "3"}, {}, resources={"cpu": 3, "gpu": 0})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
@@ -122,7 +122,7 @@ def test_run_keys_set_by_the_harness(monkeypatch):
 
 def test_missing_raw_files_stop_the_command_before_any_trial(tmp_path):
     env = {**os.environ, "PYTHONPATH": REPO, "PYTHONWARNINGS": "ignore"}
-    proc = subprocess.run([sys.executable, "-m", "recbole_lda.tune", "--models=VR", "--datasets=kuairec",
+    proc = subprocess.run([sys.executable, "-m", "recbole_lda", "tune", "--models=VR", "--datasets=kuairec",
                            "--num_samples=1", "--output_dir=out", "--raw_data_path.kuairec=nowhere"],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 1 and "error:" in proc.stderr and str(tmp_path / "nowhere") in proc.stderr  # a data error
@@ -150,7 +150,7 @@ def write_tiny_kuairand(folder, rows=2500, users=60, videos=80, seed=0):
 
 def harness(args, cwd, timeout=240, wait=True):
     env = {**os.environ, "PYTHONPATH": REPO, "PYTHONWARNINGS": "ignore", "RAY_USAGE_STATS_ENABLED": "0"}
-    cmd = [sys.executable, "-m", "recbole_lda.tune", *args]
+    cmd = [sys.executable, "-m", "recbole_lda", "tune", *args]
     if not wait:
         return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 start_new_session=True)
@@ -212,7 +212,7 @@ def test_end_to_end_two_methods_two_datasets(tmp_path):
     # Other settings on the same folder stop the command instead of mixing budgets.
     env = {**os.environ, "PYTHONPATH": REPO, "PYTHONWARNINGS": "ignore"}
     changed = [a if a != "--num_samples=2" else "--num_samples=3" for a in args]
-    bad = subprocess.run([sys.executable, "-m", "recbole_lda.tune", *changed], cwd=tmp_path, env=env,
+    bad = subprocess.run([sys.executable, "-m", "recbole_lda", "tune", *changed], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "was made with other settings (differences in ['budget'])" in bad.stderr
 

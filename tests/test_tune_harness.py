@@ -1,4 +1,4 @@
-"""The tuning budget of each dataset (properties/tune/harness.yaml, recbole_lda.harness):
+"""The tuning budget of each dataset (properties/tune/harness.yaml, recbole_lda.tuning.budget):
 its values reach the studies' run keys and budgets, the command line wins, bad values and
 misspelt keys stop the command, changes change the stored settings; ASHA's rungs and the
 leaderboard's count of the trials that reached each. No Ray run (one test builds Ray's
@@ -10,12 +10,13 @@ import re
 import pandas as pd
 import pytest
 
-from recbole_lda import leaderboard
-from recbole_lda.harness import HARNESS_FILE, asha_reports, dataset_budget, read_harness, rung_counts, rung_epochs, rung_text
-from recbole_lda.options import OptionError
-from recbole_lda.studies import asha_settings, budget, build_studies, check_settings, set_budget
-from recbole_lda.summary import run_label
-from recbole_lda.tune import parser
+from recbole_lda.report import leaderboard
+from recbole_lda.report.rungs import asha_reports, rung_counts, rung_epochs, rung_text
+from recbole_lda.tuning.budget import HARNESS_FILE, dataset_budget, read_harness
+from recbole_lda.config.options import OptionError
+from recbole_lda.tuning.studies import asha_settings, budget, build_studies, check_settings, set_budget
+from recbole_lda.config.entries import run_label
+from recbole_lda.cli.tune import parser
 
 HARNESS = """\
 epochs: 30          # (int, >= 1) Maximum training epochs.
@@ -51,7 +52,7 @@ def test_shipped_harness_values_reach_the_runs_and_the_study_budget():
         assert stored["scheduler"].startswith(f"ASHA (grace_period={grace}, reduction_factor=3,")
     assert asha_settings(by[("LDA", "synthetic")]) == {"grace_period": 4, "max_t": 8, "reduction_factor": 3}
     # the epoch cap reaches RecBole's configuration of the runs
-    from recbole_lda.config import Config
+    from recbole_lda.config.configurator import Config
 
     study = by[("VR", "synthetic")]
     assert Config(study.model, study.dataset, None, None, dict(study.overrides))["epochs"] == 8
@@ -78,7 +79,7 @@ def test_command_line_overrides_win(tmp_path):
     by, _ = studies_of(["--datasets=synthetic", f"--config_files={config}"])
     study = by[("VR", "synthetic")]
     assert "epochs" not in study.overrides
-    from recbole_lda.config import Config
+    from recbole_lda.config.configurator import Config
 
     assert Config(study.model, study.dataset, study.config_files, None, dict(study.overrides))["epochs"] == 11
     by, _ = studies_of(["--datasets=synthetic", f"--config_files={config}", "--epochs=2"])

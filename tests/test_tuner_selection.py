@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from recbole_lda.studies import Study, select_best
+from recbole_lda.tuning.studies import Study, select_best
 
 
 def records(*rows):
@@ -49,7 +49,7 @@ def fake_trial(trial_id, score_key, score, diverged=0, status="TERMINATED"):
 
 @pytest.mark.parametrize("mode, metric, best", [("min", "mae", "b"), ("max", "xauc", "c")])
 def test_write_tuning_selects_from_ray_trials(tmp_path, mode, metric, best):
-    tune = pytest.importorskip("recbole_lda.tune")
+    tune = pytest.importorskip("recbole_lda.tuning.tune")
     s = study(mode, metric)
     key = s.score_key
     trials = [fake_trial("a", key, 0.1 if mode == "min" else 0.9, diverged=1),  # best score, but diverged
@@ -72,9 +72,9 @@ def test_write_tuning_selects_from_ray_trials(tmp_path, mode, metric, best):
 def test_trial_reports_its_running_best_and_divergence(monkeypatch, mode, scores, expected_best):
     """What ASHA and the stored records see: the running best per epoch (NaN epochs ignored), and
     a diverged run reported as finished with diverged=1, its running best kept."""
-    trials_module = pytest.importorskip("recbole_lda.trials")
+    trials_module = pytest.importorskip("recbole_lda.tuning.trials")
     session = pytest.importorskip("ray.air.session")
-    import recbole_lda.quick_start as quick_start
+    import recbole_lda.quick_start.quick_start as quick_start
 
     reports = []
     monkeypatch.setattr(session, "report", lambda metrics, **kw: reports.append(dict(metrics)))

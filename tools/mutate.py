@@ -18,7 +18,7 @@ the target's functions by mutant-name patterns. Results are cached in the copy (
 running again resumes; `--fresh` starts over. Each target's tests are the fast unit tests
 of its module only (no end-to-end training).
 
-What is mutated (TARGETS below): recbole_lda/metrics.py, recbole_lda/model/ot.py, LDA's loss
+What is mutated (TARGETS below): recbole_lda/evaluator/metrics.py, recbole_lda/model/ot.py, LDA's loss
 (`label_cost`, `alignment_loss`, `calculate_loss` of recbole_lda/model/lda.py) and every
 baseline file in baselines/ (statistics from the training labels, label transform, loss,
 prediction rule). Lines that only raise errors with a message or log are not mutated
@@ -46,7 +46,7 @@ BASELINE_TESTS = ["tests/test_baselines.py", "tests/test_loss_values.py", "tests
 
 # name: (files mutated, mutant-name patterns (None: every function of the files), test arguments)
 TARGETS = {
-    "metrics": (["recbole_lda/metrics.py", "recbole_lda/xauc.py", "recbole_lda/pair_counts.py"], None,
+    "metrics": (["recbole_lda/evaluator/metrics.py", "recbole_lda/evaluator/xauc.py", "recbole_lda/evaluator/pair_counts.py"], None,
                 ["tests/test_metrics.py", "tests/test_metric_classes.py", "tests/test_metric_conventions.py"]),
     "ot": (["recbole_lda/model/ot.py"], None, ["tests/test_lda_parts.py", "tests/test_ot.py", "tests/test_loss_values.py"]),
     "lda_loss": (

@@ -45,11 +45,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
-from recbole_lda.backbone import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender
 from recbole_lda.model.anchors import AnchorFit, assign_buckets, fit_anchors
 from recbole_lda.model.ot import alignment_targets
 from recbole_lda.model.vq import SequenceVQVAE, sample_batch
-from recbole_lda.trainer import interactions
+from recbole_lda.trainer.trainer import interactions
 
 logger = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class LDA(WatchTimeRecommender):
     def from_saved(cls, config, dataset, state_dict):
         """An LDA with the shapes of a saved `state_dict` and step 1 skipped (no anchor
         training): buckets, anchors, sequences and the VQ-VAE are zeros or untrained here and
-        come from `state_dict`, which the caller loads next (recbole_lda.saved_model)."""
+        come from `state_dict`, which the caller loads next (recbole_lda.inference.saved_model)."""
         buckets = state_dict["bucket_edges"].shape[0] - 1
         length, anchors = config["sequence_length"], config["num_anchors"]
         vqvae = None

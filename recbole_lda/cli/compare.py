@@ -1,0 +1,50 @@
+"""`compare`: models at fixed settings over several seeds, and a table.
+
+    python -m recbole_lda compare --models="VR,VR[regression_loss=l1],LDA,LDA[lambda_ot=0]" \
+        --datasets="synthetic,kuairand[raw_data_path=DIR;split=time;split_dates=[20220416,20220417]]" \
+        --seeds=3 --output_dir=results/compare [--key=value ...]
+
+A model entry is a model name, optionally with overrides in brackets (`;`-separated),
+which makes ablations one more column; a dataset entry takes overrides the same way (list
+each dataset once: rows are labelled by its name). Every run goes through `recbole_lda.quick_start.run`
+and writes its results JSON under OUTPUT_DIR/runs/; runs already there are reused, so an
+interrupted comparison resumes. Trailing `--key=value` pairs apply to every run whose model
+and dataset define the key (`--vq_steps=100` to LDA's runs only; a key that no run defines is
+refused, like any misspelt key). Written:
+OUTPUT_DIR/summary.csv, summary.md (mean and std over seeds of test MAE, XAUC, XGAUC, and
+the training time per epoch relative to VR's on the same dataset, and for LDA the mean
+effective number of anchors exp(entropy of beta) on test; the mean best validation MAE,
+the score early stopping and any choice of settings may use; with `--versus=ENTRY`
+Welch's p-values of test MAE and XAUC against ENTRY's seeds) and summary.json.
+No tuning happens here: for tuned comparisons use `python -m recbole_lda tune`.
+"""
+
+import argparse
+import sys
+
+from recbole_lda.config.entries import split_entries
+from recbole_lda.config.options import parse_key_values
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m recbole_lda compare", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--models", required=True, help="comma-separated entries: NAME or NAME[key=value;...]")
+    parser.add_argument("--datasets", default="synthetic")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..S-1 (model init and batch order)")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--versus", help="an entry of --models: add Welch's p-values of test MAE and XAUC against its seeds")
+    args, rest = parser.parse_known_args(argv)
+    if args.seeds < 1:
+        parser.error("--seeds must be at least 1")
+    common = parse_key_values(rest)
+
+    from recbole_lda import compat
+    from recbole_lda.quick_start.compare import compare  # heavy imports after the argument checks
+    from recbole_lda.report.tables import to_markdown
+
+    compat.apply()
+    table = compare(split_entries(args.models), split_entries(args.datasets), args.seeds, args.output_dir, common,
+                    versus=args.versus, command=["python", "-m", "recbole_lda", "compare", *argv])
+    print(to_markdown(table, args.versus))

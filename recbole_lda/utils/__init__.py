@@ -1,0 +1,2 @@
+"""Helpers every layer may use, with no torch, RecBole or Ray: files written atomically and
+strict JSON (`fileio`), the errors a user caused and how a command reports them (`errors`)."""
