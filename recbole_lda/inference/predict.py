@@ -235,10 +235,8 @@ def predict_frame(model_dir, frame, device="cpu", batch_size=8192, keep_columns=
     return out
 
 
-def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, device="cpu", keep_columns=(),
-                 allow_all_unknown=False, show_progress=None, summary_file=None):
-    """Score every row of CSV file `input` and write `output` (see the module docstring);
-    returns the summary (dict), also written to `summary_file` (JSON) when given."""
+def check_paths(input, output, summary_file, chunk_rows, batch_size):
+    """Refuse, before loading the model, a missing input, an unwritable output or a bad size."""
     if not os.path.isfile(input):
         raise UsageError(f"--input {input!r}: no such file")
     for key, path in (("--output", output), ("--summary_file", summary_file)):
@@ -249,8 +247,11 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
                 raise UsageError(str(err)) from None
     if chunk_rows < 1 or batch_size < 1:
         raise UsageError("--chunk_rows and --batch_size must be >= 1")
-    start = perf_counter()
-    predictor = Predictor(model_dir, device, batch_size, keep_columns, allow_all_unknown)
+
+
+def read_header(input):
+    """(separator, column names) of the input's first line: tab-separated when the line has
+    tabs and no comma, else comma-separated."""
     try:
         with open(input, encoding="utf-8-sig", newline="") as f:  # -sig: a byte-order mark is no part of a name
             header = f.readline()
@@ -259,7 +260,17 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
     if not header.strip():
         raise InputError(f"{input}: line 1 is empty; expected a header with the column names")
     sep = "\t" if "\t" in header and "," not in header else ","
-    names = next(csv.reader([header.rstrip("\r\n")], delimiter=sep))
+    return sep, next(csv.reader([header.rstrip("\r\n")], delimiter=sep))
+
+
+def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, device="cpu", keep_columns=(),
+                 allow_all_unknown=False, show_progress=None, summary_file=None):
+    """Score every row of CSV file `input` and write `output` (see the module docstring);
+    returns the summary (dict), also written to `summary_file` (JSON) when given."""
+    check_paths(input, output, summary_file, chunk_rows, batch_size)
+    start = perf_counter()
+    predictor = Predictor(model_dir, device, batch_size, keep_columns, allow_all_unknown)
+    sep, names = read_header(input)
     columns = predictor.check_columns(names, f"line 1 of {input}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
     from tqdm import tqdm

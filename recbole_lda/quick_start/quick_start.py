@@ -12,6 +12,7 @@ import os
 import platform
 import resource
 import sys
+from contextlib import contextmanager
 from time import perf_counter
 
 import numpy as np
@@ -135,6 +136,131 @@ def plot_model_anchors(model, dataset, path):
     plot_anchors(labels / np.maximum(durations, 1e-6), assign_buckets(durations, edges), edges, anchors, path)
 
 
+@contextmanager
+def timed(timings, key):
+    """Add the wall time of the `with` block to timings[key] (seconds)."""
+    mark = perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = perf_counter() - mark
+
+
+def check_run(model, dataset, config_file_list, config_dict, cmd_overrides):
+    """The run's Config, after every check that can fail before any work: the code is the
+    one imported, the names, every key and value, every output path."""
+    provenance.check_code_unchanged()
+    compat.apply()
+    check_dataset_name(dataset)
+    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
+    for key in OUTPUT_KEYS:
+        if config[key]:
+            try:
+                check_writable(config[key], key)
+            except ValueError as err:
+                raise OptionError(str(err)) from None
+    if config["save_model_dir"]:
+        saved_model.check_target(config["save_model_dir"])
+    return config
+
+
+def set_up_process(config):
+    """Threads, seeds and logging of this process for the run."""
+    if config["torch_num_threads"]:
+        torch.set_num_threads(config["torch_num_threads"])
+    # numpy's BLAS on one thread: its only heavy user is POT's Sinkhorn solver on the CPU
+    # (mat-vecs of a batch x anchors matrix, ~7 us each on one thread). BLAS threads there
+    # compete with torch's OpenMP threads, still spinning after the previous torch op, and
+    # made the solve ~6x slower on 2 cores (LDA's OT targets: 6.8 ms -> 2.6 ms per batch).
+    threadpool_limits(1, user_api="blas")
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+
+
+def load_data(config, timings):
+    """Raw files -> prepared atomic files (dataset_prep, cached) -> RecBole's dataset and
+    loaders. Returns (prepared, train_data, valid_data, test_data)."""
+    with timed(timings, "prepare_s"):
+        prepared = dataset_prep.prepare(config)
+    config["data_path"] = prepared.path
+    with timed(timings, "recbole_load_s"):
+        data = create_dataset(config)
+        logger.debug(data)
+        train_data, valid_data, test_data = data_preparation(config, data)
+    return prepared, train_data, valid_data, test_data
+
+
+def build_model(config, train_data, timings):
+    """The model, with its statistics taken from the training split (LDA: anchors pre-trained)."""
+    init_seed(config["seed"], config["reproducibility"])
+    with timed(timings, "model_init_s"):  # includes LDA's anchor pre-training
+        net = config.model_class(config, train_data._dataset).to(config["device"])
+    logger.debug(net)
+    if config["anchor_plot_file"] and hasattr(net, "anchor_table"):
+        plot_model_anchors(net, train_data._dataset, config["anchor_plot_file"])
+    return net
+
+
+def evaluate_on_test(config, trainer, net, train_data, test_data, saved, show_progress, timings):
+    """Test metrics (RecBole's evaluator, then every XAUC convention), the test predictions,
+    the reference predictors' scores and the model's own report on test."""
+    with timed(timings, "test_s"):
+        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
+    logger.info(f"test: {dict(test_result)}")
+    test_frame = predict_split(net, test_data)
+    test_result = {**dict(test_result), **convention_scores(config, test_frame, test_result)}
+    reference = reference_scores(config, train_data._dataset, test_frame)
+    return test_result, test_frame, reference, net.split_report(test_data)
+
+
+def results_record(config, trainer, net, prepared, splits, outcome, timings, start):
+    """The results dictionary of a run (strict JSON: NaN and infinities become null)."""
+    train_data, valid_data, test_data = splits
+    best_valid_score, best_valid_result, test_result, reference, test_report = outcome
+    epoch_times = trainer.epoch_times
+    n_train = len(train_data._dataset)
+    mean_epoch = float(np.mean(epoch_times)) if epoch_times else None
+    return json_safe({
+        "model": config["model"],
+        "dataset": config["dataset"],
+        "seed": config["seed"],
+        "best_valid_score": best_valid_score,
+        "best_valid_result": dict(best_valid_result or {}),
+        "test_result": dict(test_result),
+        "reference": reference,
+        "rows": {"train": n_train, "valid": len(valid_data._dataset), "test": len(test_data._dataset)},
+        "epochs_run": len(epoch_times),
+        "best_epoch": trainer.best_state["epoch"] if trainer.best_state else None,
+        "valid_history": trainer.valid_history,
+        "checkpoint": trainer.checkpoint_path,
+        "saved_model_dir": config["save_model_dir"],
+        "train_time_per_epoch_s": mean_epoch,
+        "epoch_times_s": epoch_times,
+        "train_interactions_per_s": n_train / mean_epoch if mean_epoch else None,
+        "timings_s": timings,
+        "model_report": net.report(),
+        "test_report": test_report,
+        "peak_memory_mb": peak_memory_mb(),
+        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
+        "total_time_s": perf_counter() - start,
+        "data": prepared.meta,
+        "hyperparameters": hyperparameters(config),
+        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"]),
+                        "code_sha256": provenance.code_sha256()},
+    })
+
+
+def write_outputs(config, results, test_frame):
+    """The results file and the test predictions, each written atomically."""
+    if config["results_file"]:
+        write_json(config["results_file"], results)
+        logger.info(f"results written to {config['results_file']}")
+    if config["predictions_file"] and test_frame is not None:
+        with atomic_output(config["predictions_file"]) as tmp:
+            test_frame.to_csv(tmp, index=False)
+        logger.info(f"test predictions written to {config['predictions_file']}")
+
+
 def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=None, saved=True, callback_fn=None,
         evaluate_test=True):
     """Train and evaluate `model` on `dataset`; return the results dictionary.
@@ -153,112 +279,35 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
             trial, which selects on validation only, turns it off (no test figures at all).
     """
     start = perf_counter()
-    provenance.check_code_unchanged()
-    compat.apply()
-    check_dataset_name(dataset)
-    config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
-    for key in OUTPUT_KEYS:
-        if config[key]:
-            try:
-                check_writable(config[key], key)
-            except ValueError as err:
-                raise OptionError(str(err)) from None
-    if config["save_model_dir"]:
-        saved_model.check_target(config["save_model_dir"])
-    model_class = config.model_class
-    show_progress = bool(config["show_progress"]) and sys.stderr.isatty()  # bars only on a terminal
-    if config["torch_num_threads"]:
-        torch.set_num_threads(config["torch_num_threads"])
-    # numpy's BLAS on one thread: its only heavy user is POT's Sinkhorn solver on the CPU
-    # (mat-vecs of a batch x anchors matrix, ~7 us each on one thread). BLAS threads there
-    # compete with torch's OpenMP threads, still spinning after the previous torch op, and
-    # made the solve ~6x slower on 2 cores (LDA's OT targets: 6.8 ms -> 2.6 ms per batch).
-    threadpool_limits(1, user_api="blas")
-    init_seed(config["seed"], config["reproducibility"])
-    init_logger(config)
-
+    config = check_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    set_up_process(config)
     timings = {}
-    mark = perf_counter()
-    prepared = dataset_prep.prepare(config)
-    timings["prepare_s"] = perf_counter() - mark
-    config["data_path"] = prepared.path
-    mark = perf_counter()
-    data = create_dataset(config)
-    logger.debug(data)
-    train_data, valid_data, test_data = data_preparation(config, data)
-    timings["recbole_load_s"] = perf_counter() - mark
-
-    init_seed(config["seed"], config["reproducibility"])
-    mark = perf_counter()
-    net = model_class(config, train_data._dataset).to(config["device"])
-    timings["model_init_s"] = perf_counter() - mark  # includes LDA's anchor pre-training
-    logger.debug(net)
+    prepared, train_data, valid_data, test_data = load_data(config, timings)
+    net = build_model(config, train_data, timings)
     logger.info(
         f"{config['model']} on {config['dataset']}: {sum(p.numel() for p in net.parameters() if p.requires_grad):,} "
         f"trainable parameters; rows train {len(train_data._dataset):,}, valid {len(valid_data._dataset):,}, "
         f"test {len(test_data._dataset):,}"
     )
-    if config["anchor_plot_file"] and hasattr(net, "anchor_table"):
-        plot_model_anchors(net, train_data._dataset, config["anchor_plot_file"])
-    trainer = get_trainer(model_class)(config, net)
-    mark = perf_counter()
-    best_valid_score, best_valid_result = trainer.fit(
-        train_data, valid_data, verbose=False, saved=saved, show_progress=show_progress, callback_fn=callback_fn
-    )
-    timings["fit_s"] = perf_counter() - mark
+    show_progress = bool(config["show_progress"]) and sys.stderr.isatty()  # bars only on a terminal
+    trainer = get_trainer(config.model_class)(config, net)
+    with timed(timings, "fit_s"):
+        best_valid_score, best_valid_result = trainer.fit(
+            train_data, valid_data, verbose=False, saved=saved, show_progress=show_progress, callback_fn=callback_fn
+        )
     logger.info(f"best valid: {dict(best_valid_result or {})}")
     test_result, test_frame, reference, test_report = {}, None, {}, {}
     if evaluate_test:
-        mark = perf_counter()
-        test_result = trainer.evaluate(test_data, load_best_model=saved, show_progress=show_progress)
-        timings["test_s"] = perf_counter() - mark
-        logger.info(f"test: {dict(test_result)}")
-        test_frame = predict_split(net, test_data)
-        test_result = {**dict(test_result), **convention_scores(config, test_frame, test_result)}
-        reference = reference_scores(config, train_data._dataset, test_frame)
-        test_report = net.split_report(test_data)
+        test_result, test_frame, reference, test_report = evaluate_on_test(
+            config, trainer, net, train_data, test_data, saved, show_progress, timings)
     if config["save_model_dir"]:  # the best weights (the net holds the last ones when the test was skipped)
         best = trainer.best_state["state_dict"] if saved and trainer.best_state else None
         saved_model.save(config["save_model_dir"], net, train_data._dataset, hyperparameters(config), best)
         logger.info(f"model saved to {config['save_model_dir']}")
-    epoch_times = trainer.epoch_times
-    n_train = len(train_data._dataset)
-    results = {
-        "model": config["model"],
-        "dataset": config["dataset"],
-        "seed": config["seed"],
-        "best_valid_score": best_valid_score,
-        "best_valid_result": dict(best_valid_result or {}),
-        "test_result": dict(test_result),
-        "reference": reference,
-        "rows": {"train": n_train, "valid": len(valid_data._dataset), "test": len(test_data._dataset)},
-        "epochs_run": len(epoch_times),
-        "best_epoch": trainer.best_state["epoch"] if trainer.best_state else None,
-        "valid_history": trainer.valid_history,
-        "checkpoint": trainer.checkpoint_path,
-        "saved_model_dir": config["save_model_dir"],
-        "train_time_per_epoch_s": float(np.mean(epoch_times)) if epoch_times else None,
-        "epoch_times_s": epoch_times,
-        "train_interactions_per_s": n_train / float(np.mean(epoch_times)) if epoch_times else None,
-        "timings_s": timings,
-        "model_report": net.report(),
-        "test_report": test_report,
-        "peak_memory_mb": peak_memory_mb(),
-        "peak_gpu_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if torch.cuda.is_available() else None,
-        "total_time_s": perf_counter() - start,
-        "data": prepared.meta,
-        "hyperparameters": hyperparameters(config),
-        "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"]),
-                        "code_sha256": provenance.code_sha256()},
-    }
-    results = json_safe(results)  # strict JSON: NaN and infinities become null
-    if config["results_file"]:
-        write_json(config["results_file"], results)
-        logger.info(f"results written to {config['results_file']}")
-    if config["predictions_file"] and test_frame is not None:
-        with atomic_output(config["predictions_file"]) as tmp:
-            test_frame.to_csv(tmp, index=False)
-        logger.info(f"test predictions written to {config['predictions_file']}")
+    outcome = (best_valid_score, best_valid_result, test_result, reference, test_report)
+    results = results_record(config, trainer, net, prepared, (train_data, valid_data, test_data), outcome, timings,
+                             start)
+    write_outputs(config, results, test_frame)
     return results
 
 
