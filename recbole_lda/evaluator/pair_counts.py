@@ -186,100 +186,145 @@ def _pattern_sum(n):
 
 
 def _merge_count(seq, sizes, vbits):
-    """(inversions, tied pairs) inside each contiguous segment of `seq` (all sizes >= 2)."""
-    m = np.frexp(sizes - 1)[1].astype(np.int64)  # bit length of size - 1: sizes fit in 2^m
-    by_size = np.argsort(-m, kind="stable")
-    m_laid, s_laid = m[by_size], sizes[by_size]
-    lens = np.int64(1) << m_laid
-    lens[0] = -(-s_laid[0] // lens[1]) * lens[1] if len(lens) > 1 else s_laid[0]
-    off = np.concatenate(([0], np.cumsum(lens)[:-1]))
-    ends, total = off + lens, int(off[-1] + lens[-1])
+    """(inversions, tied pairs) inside each contiguous segment of `seq` (all sizes >= 2).
 
+    Every segment is padded to a power of two (the largest first, to a multiple of the
+    next) and laid out side by side, so that one bottom-up merge sort sorts them all at
+    once, level by level. Each merge records, per position, whether the value came from the
+    right run (`_merge_levels`); the inversions follow from those records
+    (`_inversions_from_sides`), the tied pairs from runs of equal values once sorted
+    (`_tied_pairs`)."""
+    layout = _Layout(sizes)
     dtype = np.uint32 if vbits + 2 <= 32 else np.uint64
-    one, step = dtype(1), np.dtype(dtype).itemsize
-    sentinel = (1 << vbits) << 1
-    values = seq.astype(dtype)
-    values <<= one
-    if len(sizes) == 1:
-        A = values
-    else:
-        A = np.full(total, sentinel, dtype=dtype)
-        off_in = np.empty(len(sizes), dtype=np.int64)
-        off_in[by_size] = off
-        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-        dest = np.repeat((off_in - starts).astype(_index_dtype(total)), sizes)
-        dest += np.arange(len(seq), dtype=dest.dtype)
-        A[dest] = values
-        del dest
-        del values
-    acc, scratch = np.zeros(total, dtype=np.uint8), np.empty(total, dtype=np.uint8)
+    sentinel = (1 << vbits) << 1  # padding: above every value, never tied with one
+    laid = _lay_out(seq, sizes, layout, dtype, sentinel)
+    right_counts = _merge_levels(laid, layout, dtype)
+    inv_laid = _inversions_from_sides(right_counts, layout)
+    ties_laid = _tied_pairs(laid, layout, sentinel, dtype)
+    inv, ties = np.empty_like(inv_laid), np.empty_like(ties_laid)
+    inv[layout.by_size], ties[layout.by_size] = inv_laid, ties_laid
+    return inv, ties
 
-    def land(view, start, stop):  # add the side bit (lowest) of each position to acc
+
+class _Layout:
+    """Where each segment lies in the padded array, largest segment first."""
+
+    def __init__(self, sizes):
+        log_size = np.frexp(sizes - 1)[1].astype(np.int64)  # bit length of size - 1: sizes fit in 2^log_size
+        self.by_size = np.argsort(-log_size, kind="stable")
+        self.log_size, self.sizes = log_size[self.by_size], sizes[self.by_size]
+        lens = np.int64(1) << self.log_size
+        lens[0] = -(-self.sizes[0] // lens[1]) * lens[1] if len(lens) > 1 else self.sizes[0]
+        self.lens = lens
+        self.off = np.concatenate(([0], np.cumsum(lens)[:-1]))  # start of each padded segment
+        self.ends = self.off + lens
+        self.total = int(self.off[-1] + lens[-1])
+
+
+def _lay_out(seq, sizes, layout, dtype, sentinel):
+    """The values shifted left by one bit (the lowest bit will tag a run's side), each segment
+    at its place in the layout, padding = sentinel."""
+    values = seq.astype(dtype)
+    values <<= dtype(1)
+    if len(sizes) == 1:
+        return values
+    laid = np.full(layout.total, sentinel, dtype=dtype)
+    off_in = np.empty(len(sizes), dtype=np.int64)
+    off_in[layout.by_size] = layout.off
+    starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    dest = np.repeat((off_in - starts).astype(_index_dtype(layout.total)), sizes)
+    dest += np.arange(len(seq), dtype=dest.dtype)
+    laid[dest] = values
+    return laid
+
+
+def _merge_levels(laid, layout, dtype):
+    """Sort every segment of `laid` in place, bottom-up; return, per position, how many times
+    a value that came from a right run landed there (uint8)."""
+    one, step = dtype(1), np.dtype(dtype).itemsize
+    counts, scratch = np.zeros(layout.total, dtype=np.uint8), np.empty(layout.total, dtype=np.uint8)
+
+    def land(view, start, stop):  # add the side bit (lowest) of each position to counts
         bits = scratch[start:stop]
         np.bitwise_and(view.view(np.uint8)[::step] if _LITTLE else view, 1, out=bits, casting="unsafe")
-        acc[start:stop] += bits
+        counts[start:stop] += bits
 
-    for level in range(int(m_laid[0])):
-        w = 1 << level
-        end = int(ends[np.count_nonzero(m_laid > level) - 1])
-        full = end // (2 * w) * (2 * w)
+    for level in range(int(layout.log_size[0])):
+        width = 1 << level  # merge runs of `width` into runs of 2 * width
+        end = int(layout.ends[np.count_nonzero(layout.log_size > level) - 1])
+        full = end // (2 * width) * (2 * width)
         if level == 0:
-            a, b = A[0:full:2], A[1:full:2]
-            b |= one
-            swap = b < a
-            lo = np.minimum(a, b)
-            np.maximum(a, b, out=b)
-            a[...] = lo
-            del lo
-            acc[0:full:2] = swap
-            acc[1:full:2] = ~swap
+            _merge_pairs(laid[:full], counts[:full], one)
             continue
-        rows = A[:full].reshape(-1, 2 * w)
-        if w < 64:  # tag the left run 0 and the right run 1 in the lowest bit
+        rows = laid[:full].reshape(-1, 2 * width)
+        if width < 64:  # tag the left run 0 and the right run 1 in the lowest bit
             rows &= ~one
-            rows |= np.repeat(np.array([0, 1], dtype=dtype), w)
+            rows |= np.repeat(np.array([0, 1], dtype=dtype), width)
         else:
-            rows[:, :w] &= ~one
-            rows[:, w:] |= one
-        if level == 1:  # merge two sorted pairs by a comparator network
-            lo0, hi0 = np.minimum(rows[:, 0], rows[:, 2]), np.maximum(rows[:, 0], rows[:, 2])
-            lo1, hi1 = np.minimum(rows[:, 1], rows[:, 3]), np.maximum(rows[:, 1], rows[:, 3])
-            rows[:, 0], rows[:, 3] = lo0, hi1
-            rows[:, 1], rows[:, 2] = np.minimum(hi0, lo1), np.maximum(hi0, lo1)
+            rows[:, :width] &= ~one
+            rows[:, width:] |= one
+        if level == 1:
+            _merge_two_pairs(rows)
         else:
             rows.sort(axis=1, kind="quicksort" if level <= 6 else "stable")
-        land(A[:full], 0, full)
-        if end - full > w:  # the last, partial merge of the first segment
-            tail = A[full:end]
-            tail[:w] &= ~one
-            tail[w:] |= one
+        land(laid[:full], 0, full)
+        if end - full > width:  # the last, partial merge of the first segment
+            tail = laid[full:end]
+            tail[:width] &= ~one
+            tail[width:] |= one
             tail.sort(kind="stable")
             land(tail, full, end)
+    return counts
 
-    # inversions = (what sorted data would accumulate) - (what this data accumulated)
-    k_acc = np.zeros(len(off), dtype=np.int64)
-    for c0 in range(0, total, 1 << 20):  # sum of position * acc per segment, in chunks
-        c1 = min(c0 + (1 << 20), total)
+
+def _merge_pairs(values, counts, one):
+    """Level 0: sort each pair (left, right) and record which side landed where."""
+    left, right = values[0::2], values[1::2]
+    right |= one
+    swap = right < left
+    low = np.minimum(left, right)
+    np.maximum(left, right, out=right)
+    left[...] = low
+    counts[0::2] = swap
+    counts[1::2] = ~swap
+
+
+def _merge_two_pairs(rows):
+    """Level 1: merge two sorted pairs per row (columns 0-1 and 2-3) by a comparator network."""
+    lo0, hi0 = np.minimum(rows[:, 0], rows[:, 2]), np.maximum(rows[:, 0], rows[:, 2])
+    lo1, hi1 = np.minimum(rows[:, 1], rows[:, 3]), np.maximum(rows[:, 1], rows[:, 3])
+    rows[:, 0], rows[:, 3] = lo0, hi1
+    rows[:, 1], rows[:, 2] = np.minimum(hi0, lo1), np.maximum(hi0, lo1)
+
+
+def _inversions_from_sides(counts, layout):
+    """Inversions per laid segment = (what sorted data would accumulate) - (what this data
+    accumulated), where a segment accumulates sum(position within it * counts)."""
+    off, chunk = layout.off, 1 << 20
+    weighted = np.zeros(len(off), dtype=np.int64)
+    for c0 in range(0, layout.total, chunk):  # sum of position * counts per segment, in chunks
+        c1 = min(c0 + chunk, layout.total)
         first = int(np.searchsorted(off, c0, side="right")) - 1
         cuts = np.concatenate(([c0], off[(off > c0) & (off < c1)])) - c0
-        sums = np.add.reduceat(np.arange(c0, c1, dtype=np.int64) * acc[c0:c1], cuts)
-        k_acc[first:first + len(sums)] += sums
-    n_acc = np.add.reduceat(acc, off, dtype=np.int64)
-    del acc, scratch
-    pattern = lens * (lens - 1) * (m_laid + 1) // 4  # _pattern_sum of a power of two 2^m
+        sums = np.add.reduceat(np.arange(c0, c1, dtype=np.int64) * counts[c0:c1], cuts)
+        weighted[first:first + len(sums)] += sums
+    landed = np.add.reduceat(counts, off, dtype=np.int64)
+    lens = layout.lens
+    pattern = lens * (lens - 1) * (layout.log_size + 1) // 4  # _pattern_sum of a power of two
     pattern[0] = _pattern_sum(int(lens[0]))
-    inv_laid = pattern - (k_acc - off * n_acc)
+    return pattern - (weighted - off * landed)
 
-    # every segment is now sorted, padding last: tied pairs from runs of equal values
-    eq = np.bitwise_xor(A[1:], A[:-1]) <= one
-    eq[off[1:] - 1] = False
+
+def _tied_pairs(laid, layout, sentinel, dtype):
+    """Tied pairs per laid segment, from runs of equal values of the sorted segments
+    (padding is last and never counted)."""
+    one = dtype(1)
+    eq = np.bitwise_xor(laid[1:], laid[:-1]) <= one  # equal but for the side bit
+    eq[layout.off[1:] - 1] = False
     run_start, run_len = tie_runs(eq)
-    real = (A[run_start] >> one) != (sentinel >> 1)
-    ties_laid = _sum_by(_pairs(run_len[real]), np.searchsorted(off, run_start[real], side="right") - 1, len(off))
-
-    inv, ties = np.empty_like(inv_laid), np.empty_like(ties_laid)
-    inv[by_size], ties[by_size] = inv_laid, ties_laid
-    return inv, ties
+    real = (laid[run_start] >> one) != (sentinel >> 1)
+    segment = np.searchsorted(layout.off, run_start[real], side="right") - 1
+    return _sum_by(_pairs(run_len[real]), segment, len(layout.off))
 
 
 def _inversions(seq, sizes, vbits):
