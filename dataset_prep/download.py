@@ -199,16 +199,24 @@ def download(url, path, md5=None, size=None, retries=5, retry_wait=2.0, timeout=
     out = out or sys.stderr
     part = path + ".part"
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    total = _transfer_with_retries(url, part, size, retries, retry_wait, timeout, out)
+    _verify(url, part, size, total, md5, out)
+    os.replace(part, path)
+    return path
+
+
+def _transfer_with_retries(url, part, size, retries, retry_wait, timeout, out):
+    """Transfer `url` into `part`, resuming after each failure (waits doubling from
+    retry_wait, at most 60 s); returns the size the server announced (or None)."""
     total = None
     for attempt in range(retries + 1):
         have = os.path.getsize(part) if os.path.exists(part) else 0
         if size is not None and have == size:
             break
         try:
-            total = _transfer(url, part, out, timeout) or total
-            break
+            return _transfer(url, part, out, timeout) or total
         except urllib.error.HTTPError as e:
-            if e.code == 416 and have:  # nothing left to send: the file is complete (checked below) or too long
+            if e.code == 416 and have:  # nothing left to send: the file is complete (checked later) or too long
                 break
             if e.code < 500:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
@@ -224,7 +232,11 @@ def download(url, path, md5=None, size=None, retries=5, retry_wait=2.0, timeout=
         wait = min(60.0, retry_wait * 2**attempt)
         print(f"{url}: {error}; resuming from byte {got:,} in {wait:.0f} s (retry {attempt + 1} of {retries})", file=out)
         time.sleep(wait)
+    return total
 
+
+def _verify(url, part, size, total, md5, out):
+    """Size (expected and announced) and md5 of the downloaded `part`; a mismatch deletes it."""
     got = os.path.getsize(part)
     for what, expected in (("size", size), ("announced size", total)):
         if expected is not None and got != expected:
@@ -239,8 +251,6 @@ def download(url, path, md5=None, size=None, retries=5, retry_wait=2.0, timeout=
                 f"{url}: md5 mismatch: expected {md5}, got {digest}; the corrupt download was deleted, run again "
                 f"(if the publisher has changed the file, pass the new checksum with --md5)"
             )
-    os.replace(part, path)
-    return path
 
 
 # ---------------------------------------------------------------------------------------

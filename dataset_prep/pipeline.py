@@ -216,10 +216,7 @@ def prepare(config):
         {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
     )
     clip = read_label_clip(config)
-    key_parts = {"conversion": conversion_key, "split": split, "version": PREPARED_VERSION}
-    if clip["label_clip"] is not None:  # unclipped runs keep their old prepared folders
-        key_parts["label_clip"] = clip
-    prepared_key = short_hash(key_parts)
+    prepared_key = _prepared_key(conversion_key, split, clip)
     prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
     meta = _load_prepared(prepared_dir)
     if meta is not None:
@@ -243,14 +240,8 @@ def prepare(config):
             "split_options": split,
             "conversion_key": conversion_key,
             "prepared_key": prepared_key,
-            "rows_read": tables.rows_read,
-            "rows_kept": len(tables.inter),
-            "rows_dropped": tables.rows_dropped,
-            "missing_values": tables.missing_values,
-            "rows_per_split": {k: len(v) for k, v in parts.items()},
+            **_table_counts(tables, parts),
             "label_clip": {**clip, **clipped},
-            "users": int(tables.inter["user_id"].nunique()),
-            "items": int(tables.inter["item_id"].nunique()),
             "fields": types,
             "files": written,
             "conversion_seconds": conversion_seconds,
@@ -261,6 +252,28 @@ def prepare(config):
     logger.info(f"prepared {prepared_dir}: rows per split {meta['rows_per_split']}")
     meta.update(prepared_cache_hit=False, prepare_seconds=time.perf_counter() - start)
     return PreparedDataset(prepared_dir, meta)
+
+
+
+def _prepared_key(conversion_key, split, clip):
+    """The prepared folder's key: the conversion, the split options and the label clip."""
+    key_parts = {"conversion": conversion_key, "split": split, "version": PREPARED_VERSION}
+    if clip["label_clip"] is not None:  # unclipped runs keep their old prepared folders
+        key_parts["label_clip"] = clip
+    return short_hash(key_parts)
+
+
+def _table_counts(tables, parts):
+    """Rows read, kept and dropped (per rule), missing values, rows per split, users, items."""
+    return {
+        "rows_read": tables.rows_read,
+        "rows_kept": len(tables.inter),
+        "rows_dropped": tables.rows_dropped,
+        "missing_values": tables.missing_values,
+        "rows_per_split": {k: len(v) for k, v in parts.items()},
+        "users": int(tables.inter["user_id"].nunique()),
+        "items": int(tables.inter["item_id"].nunique()),
+    }
 
 
 def oracle_predictions(config, user_ids, item_ids):

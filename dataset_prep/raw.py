@@ -53,6 +53,16 @@ def read_csv(path, columns, required=(), optional=None, missing=None):
         that is not of the column's type, or a missing value in a required column. Lines
         count from 1 = the header.
     """
+    columns = _check_header(path, columns, optional)
+    table = _read_table(path, columns)
+    _check_required(table, path, required)
+    count_missing(table, path, columns, missing)
+    return table
+
+
+def _check_header(path, columns, optional):
+    """The columns to read (`columns`, then the optional ones the header has), after checking
+    the header: not empty, comma-separated, every column of `columns` present."""
     with open(path, "r", encoding="utf-8-sig", newline="") as f:
         first = f.readline()
     if not first.strip():
@@ -69,8 +79,12 @@ def read_csv(path, columns, required=(), optional=None, missing=None):
     absent = [c for c in columns if c not in header]
     if absent:
         raise RawDataError(f"{path}: missing column(s) {absent}; the header has {header}")
-    columns = wanted
+    return wanted
 
+
+def _read_table(path, columns):
+    """The typed columns with pyarrow; RawDataError naming the line of the first value of
+    the wrong type or of the first row with the wrong number of fields."""
     bad_rows = []
 
     def on_bad_row(row):
@@ -89,7 +103,8 @@ def read_csv(path, columns, required=(), optional=None, missing=None):
         m = re.search(r"CSV column #(\d+)", str(e))
         if not m:
             raise RawDataError(f"{path}: cannot be parsed as CSV: {e}") from e
-        column = header[int(m.group(1))]
+        with open(path, "r", encoding="utf-8-sig", newline="") as f:
+            column = [c.strip() for c in next(csv.reader([f.readline()]))][int(m.group(1))]
         line, value = _first_bad_value(path, column, columns[column])
         raise RawDataError(
             f"{path}: column {column!r}, line {line}: expected {'an integer' if columns[column] == 'int' else 'a number'}, "
@@ -104,6 +119,11 @@ def read_csv(path, columns, required=(), optional=None, missing=None):
         )
     if table.num_rows == 0:
         raise RawDataError(f"{path}: the file has a header but no data rows")
+    return table
+
+
+def _check_required(table, path, required):
+    """RawDataError at the first missing value of a required column."""
     for c in required:
         col = table.column(c)
         if col.null_count:
@@ -112,8 +132,6 @@ def read_csv(path, columns, required=(), optional=None, missing=None):
                 f"{path}: column {c!r}, line {first_null + 2}: missing value "
                 f"({col.null_count} missing in all); this column is required"
             )
-    count_missing(table, path, columns, missing)
-    return table
 
 
 def count_missing(table, path, columns, missing=None):
