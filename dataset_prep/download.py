@@ -24,12 +24,10 @@ The archive is kept unless `--remove-archive` is given (KuaiRand-27K is large: u
 needs room for the archive and its contents at once).
 """
 
-import argparse
 import glob
 import hashlib
 import http.client
 import os
-import shlex
 import shutil
 import socket
 import sys

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats
 
 from recbole_lda.report import leaderboard
-from recbole_lda.quick_start.compare import run_label
+from recbole_lda.config.entries import run_label
 
 FAKE = {  # (method, dataset) -> per-seed (mae, xauc)
     ("VR", "d1"): [(5.0, 0.60), (5.2, 0.61), (5.1, 0.62)],

@@ -23,11 +23,9 @@ import torch
 
 from pinning_helpers import LDA_SMALL, build, write_toy
 from recbole_lda.cli import predict as predict_cli
-from recbole_lda.inference import predict
 from recbole_lda.inference import saved_model
 from recbole_lda.config.configurator import Config
-from recbole_lda.utils.errors import guarded
-from recbole_lda.config.options import OptionError
+from recbole_lda.utils.errors import UsageError, guarded
 from recbole_lda.inference.predict import InputError, predict_file, predict_frame
 from recbole_lda.quick_start.quick_start import hyperparameters
 from recbole_lda.config.registry import WATCH_TIME_MODELS
@@ -307,13 +305,13 @@ def test_folders_that_mix_two_saved_models_are_refused(toy_root, tmp_path):
 def test_save_model_dir_is_checked_before_any_work(tmp_path):
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "todo.txt").write_text("mine")
-    with pytest.raises(OptionError, match="holds other files and no saved model"):
+    with pytest.raises(UsageError, match="holds other files and no saved model"):
         saved_model.check_target(tmp_path / "notes")
-    with pytest.raises(OptionError, match="is a file"):
+    with pytest.raises(UsageError, match="is a file"):
         saved_model.check_target(tmp_path / "notes" / "todo.txt")
     from recbole_lda.quick_start.quick_start import run
 
-    with pytest.raises(OptionError, match="holds other files"):
+    with pytest.raises(UsageError, match="holds other files"):
         overrides = {"save_model_dir": str(tmp_path / "notes"), "data_path": str(tmp_path / "d"), "log_dir": "None"}
         run("VR", "synthetic", cmd_overrides=overrides)
     assert not (tmp_path / "d").exists()  # refused before the data was generated

@@ -7,7 +7,6 @@ failure in one line. No library module imports this package.
 """
 
 import importlib
-import sys
 
 from recbole_lda.utils.errors import UsageError, did_you_mean, guarded
 

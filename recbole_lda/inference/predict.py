@@ -39,9 +39,8 @@ import pandas as pd
 import torch
 from recbole.data.interaction import Interaction
 
-from recbole_lda.utils.errors import UsageError, did_you_mean, guarded
+from recbole_lda.utils.errors import UsageError
 from recbole_lda.utils.fileio import atomic_output, check_writable, write_json
-from recbole_lda.config.options import OptionError, parse_key_values
 from recbole_lda.inference.predict_input import InputError, as_tokens, column_name, count_rows, first_line_with_more_fields
 from recbole_lda.inference.saved_model import SavedModel, load
 

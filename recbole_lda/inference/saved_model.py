@@ -50,7 +50,7 @@ from recbole.utils import FeatureType
 
 import recbole_lda
 from recbole_lda.utils.fileio import atomic_output, json_safe, read_json, write_json
-from recbole_lda.config.options import OptionError
+from recbole_lda.utils.errors import UsageError
 from recbole_lda.config.registry import MODEL_MODULES, get_model
 from recbole_lda.inference.stand_in import SavedConfig, StandInDataset
 
@@ -81,11 +81,11 @@ def check_target(path):
     try:
         import safetensors  # noqa: F401
     except ImportError:
-        raise OptionError("save_model_dir needs the safetensors package: pip install safetensors") from None
+        raise UsageError("save_model_dir needs the safetensors package: pip install safetensors") from None
     if os.path.exists(path) and not os.path.isdir(path):
-        raise OptionError(f"save_model_dir {path!r} is a file; give a folder")
+        raise UsageError(f"save_model_dir {path!r} is a file; give a folder")
     if os.path.isdir(path) and os.listdir(path) and not os.path.isfile(os.path.join(path, MANIFEST)):
-        raise OptionError(
+        raise UsageError(
             f"save_model_dir {path!r} holds other files and no saved model; give a new or empty folder "
             "(a saved model's folder is replaced)"
         )
@@ -94,7 +94,7 @@ def check_target(path):
         os.makedirs(parent, exist_ok=True)
         os.rmdir(tempfile.mkdtemp(prefix=".write-check.", dir=parent))
     except OSError as err:
-        raise OptionError(f"save_model_dir {path!r}: its folder {parent!r} is not writable ({err.strerror})") from None
+        raise UsageError(f"save_model_dir {path!r}: its folder {parent!r} is not writable ({err.strerror})") from None
 
 
 def _sha256(path):

@@ -14,7 +14,8 @@ import sys
 from recbole_lda.utils.fileio import atomic_output, atomic_write_text, read_json, write_json
 from recbole_lda.config.options import OptionError
 from recbole_lda.config.configurator import Config, keys_for_runs
-from recbole_lda.config.entries import parse_entry, run_label, split_entries
+from recbole_lda.config.entries import parse_entry
+from recbole_lda.config.output_dir import run_file, runs_dir
 from recbole_lda.config.registry import check_dataset_name
 from recbole_lda.quick_start.quick_start import run
 from recbole_lda.report.tables import run_record, summarise, to_markdown
@@ -40,14 +41,14 @@ def check_runs(jobs, common):
     return shared
 
 
-def run_jobs(jobs, shared, common, runs_dir):
-    """Run (or reuse from `runs_dir`) every (dataset, entry, seed) job; return their records."""
-    os.makedirs(runs_dir, exist_ok=True)
+def run_jobs(jobs, shared, common, output_dir):
+    """Run (or reuse from OUTPUT_DIR/runs/) every (dataset, entry, seed) job; return their records."""
+    os.makedirs(runs_dir(output_dir), exist_ok=True)
     records = []
     for n, ((dataset, data_overrides), entry, seed) in enumerate(jobs, 1):
         model, overrides = parse_entry(entry)
         overrides = {**dict(data_overrides), **overrides}
-        path = os.path.join(runs_dir, run_label(entry, dataset, seed) + ".json")
+        path = run_file(output_dir, entry, dataset, seed)
         if os.path.exists(path):
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}: reusing {path}", file=sys.stderr)
             result = read_json(path)
@@ -80,7 +81,7 @@ def compare(entries, datasets, seeds, output_dir, common, versus=None, command=(
     datasets = [(name, tuple(overrides.items())) for name, overrides in map(parse_entry, datasets)]
     jobs = [(d, e, s) for d in datasets for e in entries for s in range(seeds)]
     shared = check_runs(jobs, common)
-    records = run_jobs(jobs, shared, common, os.path.join(output_dir, "runs"))
+    records = run_jobs(jobs, shared, common, output_dir)
     table = summarise(records, versus)
     with atomic_output(os.path.join(output_dir, "summary.csv")) as tmp:
         table.to_csv(tmp, index=False)

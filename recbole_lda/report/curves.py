@@ -11,15 +11,14 @@ OUTPUT.md and OUTPUT.png (mean validation MAE per epoch over the seeds that ran 
 one panel per dataset).
 """
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recbole_lda.utils.errors import UsageError, guarded
+from recbole_lda.utils.errors import UsageError
 from recbole_lda.utils.fileio import atomic_output, read_json
-from recbole_lda.config.entries import run_label, split_entries
+from recbole_lda.config.output_dir import run_file
 
 
 def epochs_to_within(history, within):
@@ -41,7 +40,7 @@ def load_curves(folders, models=None):
         for run in read_json(summary)["runs"]:
             if models is not None and run["entry"] not in models:
                 continue
-            result = read_json(Path(folder) / "runs" / f"{run_label(run['entry'], run['dataset'], run['seed'])}.json")
+            result = read_json(run_file(folder, run["entry"], run["dataset"], run["seed"]))
             history = [step["mae"] for step in result["valid_history"]]
             curves.setdefault((run["dataset"], run["entry"]), {})[run["seed"]] = history
     missing = [m for m in models or [] if not any(entry == m for _, entry in curves)]

@@ -23,7 +23,6 @@ tuning budget (`rungs`, `rung_trials`: how many trials ran at least each ASHA ru
 and the chosen configuration.
 """
 
-import argparse
 import glob
 import json
 import logging
@@ -35,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from recbole_lda.config.entries import parse_entry, run_label
+from recbole_lda.config.output_dir import finished_study_files, manifest_file, runs_dir
 from recbole_lda.report.tables import run_record, summarise, welch_p
 from recbole_lda.utils.fileio import atomic_output, atomic_write_text, read_json
 from recbole_lda.report.rungs import rung_counts, rung_epochs, rung_text
@@ -72,9 +72,8 @@ class Board:
 def collect(output_dir):
     """(finished studies, per-seed records) stored under `output_dir`, in the order of the
     manifest (the last command's methods and datasets), then by name."""
-    studies = [read_json(p) for p in sorted(glob.glob(os.path.join(output_dir, "tuning", "*.json")))
-               if not p.endswith(".study.json")]
-    manifest_path = os.path.join(output_dir, "manifest.json")
+    studies = [read_json(p) for p in finished_study_files(output_dir)]
+    manifest_path = manifest_file(output_dir)
     manifest = read_json(manifest_path) if os.path.exists(manifest_path) else {}
     methods, datasets = manifest.get("methods", []), manifest.get("datasets", [])
 
@@ -87,7 +86,7 @@ def collect(output_dir):
     records = []
     for study in studies:
         prefix = run_label(study["method"], study["dataset"], "")
-        for path in sorted(glob.glob(os.path.join(output_dir, "runs", f"{glob.escape(prefix)}*.json"))):
+        for path in sorted(glob.glob(os.path.join(runs_dir(output_dir), f"{glob.escape(prefix)}*.json"))):
             match = re.fullmatch(re.escape(prefix) + r"(\d+)\.json", os.path.basename(path))
             if not match:
                 continue

@@ -12,8 +12,9 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
-from recbole_lda.config.entries import parse_entry, run_label, split_entries
+from recbole_lda.config.entries import parse_entry, split_entries
 from recbole_lda.config.options import OptionError, parse_key_values, properties_dir
+from recbole_lda.config.output_dir import run_file, study_file
 from recbole_lda.report.rungs import asha_reports, rung_epochs
 from recbole_lda.tuning.budget import ASHA_KEYS, HARNESS_FILE, dataset_budget, files_set, read_harness, split_asha_keys
 from recbole_lda.utils.fileio import json_safe, read_json, write_json
@@ -383,8 +384,8 @@ def select_best(records, mode):
 
 
 def tuning_path(output_dir, study):
-    return os.path.join(output_dir, "tuning", f"{study.label}.json")
+    return study_file(output_dir, study.label)
 
 
 def run_path(output_dir, study, seed):
-    return os.path.join(output_dir, "runs", run_label(study.entry, study.dataset, seed) + ".json")
+    return run_file(output_dir, study.entry, study.dataset, seed)

@@ -3,10 +3,10 @@ final run, the conversion of our YAML search spaces to Ray's, and the progress c
 Ray itself is imported inside the functions, so that importing this module stays light."""
 
 import math
-import os
 import sys
 import time
 
+from recbole_lda.config.output_dir import progress_file
 from recbole_lda.utils.fileio import write_json
 from recbole_lda.tuning.studies import finite_or_none, run_overrides, study_budget
 
@@ -117,7 +117,7 @@ def progress_callback(study, position, output_dir):
                 "elapsed_s": time.time() - self.start, "updated": time.strftime("%Y-%m-%d %H:%M:%S"),
                 "done_trial_ids": sorted(t.trial_id for t in done),
             }
-            write_json(os.path.join(output_dir, "progress.json"), progress)
+            write_json(progress_file(output_dir), progress)
             if not printed:
                 return
             self.last_print = time.time()

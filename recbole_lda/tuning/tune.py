@@ -70,6 +70,7 @@ import recbole_lda
 
 from recbole_lda.utils.fileio import read_json, write_json
 from recbole_lda.config.options import OptionError
+from recbole_lda.config.output_dir import manifest_file, progress_file, ray_dir, study_settings_file
 from recbole_lda.tuning.studies import (asha_settings, budget, build_studies, check_ray_address, check_settings,
                                  check_studies, finite_or_none, read_tail, resolve_study, run_path, select_best,
                                  set_budget, tuning_path)
@@ -102,7 +103,7 @@ def tune_study(study, args, position):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
     from ray.tune.search.basic_variant import BasicVariantGenerator
 
-    storage = os.path.abspath(os.path.join(args.output_dir, "ray"))
+    storage = os.path.abspath(ray_dir(args.output_dir))
     exp_dir = os.path.join(storage, study.label)
     trainable = tune.with_resources(
         tune.with_parameters(tune_trial, study=study), {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
@@ -224,7 +225,7 @@ def run_final(studies, tunings, args):
         test = result["test_result"]
         print(f"[final runs {done}/{total}] {study.entry} on {study.dataset}, seed {seed}: test MAE {test['mae']:.4f}, "
               f"XAUC {test['xauc']:.4f}; {fmt_duration(time.time() - start)}", file=sys.stderr, flush=True)
-        write_json(os.path.join(args.output_dir, "progress.json"), {
+        write_json(progress_file(args.output_dir), {
             "phase": "final runs", "runs_done": done, "runs_total": total, "runs_failed": len(failures),
             "last": {"method": study.entry, "dataset": study.dataset, "seed": seed, "test": test},
             "updated": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -260,7 +261,7 @@ def init_ray(args):
 
 
 def write_manifest(args, argv, studies):
-    path = os.path.join(args.output_dir, "manifest.json")
+    path = manifest_file(args.output_dir)
     previous = read_json(path) if os.path.exists(path) else {}
     methods = list(dict.fromkeys(previous.get("methods", []) + [s.entry for s in studies]))
     datasets = list(dict.fromkeys(previous.get("datasets", []) + [s.dataset for s in studies]))
@@ -278,9 +279,8 @@ def prepare_studies(studies, args):
         study.resources = {"cpu": args.cpus_per_trial, "gpu": args.gpus_per_trial}
         set_budget(study, args)  # this dataset's grace period and reduction factor (harness.yaml)
         has_results = os.path.exists(tuning_path(args.output_dir, study)) or os.path.isdir(
-            os.path.join(args.output_dir, "ray", study.label))
-        check_settings(os.path.join(args.output_dir, "tuning", f"{study.label}.study.json"), study.settings(),
-                       has_results)
+            ray_dir(args.output_dir, study.label))
+        check_settings(study_settings_file(args.output_dir, study.label), study.settings(), has_results)
         logger.info(f"{study.entry} on {study.dataset}: data {prepared.path} "
                     f"({prepared.meta.get('rows_per_split')}), search over {sorted(study.space)}")
 
