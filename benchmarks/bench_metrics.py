@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from recbole_lda import xauc as X  # noqa: E402
+from recbole_lda.evaluator import xauc as X  # noqa: E402
 
 
 def make_data(rows, users, seed):
