@@ -33,77 +33,41 @@ in-group quantile with an MSE loss and map back through the bucket's quantiles; 
 - The CDF is a fixed table of quantile points rather than the full sorted sample, so the
   model stays small on 10M-row datasets; with the default 100 points the CDF is exact at
   every percentile and linear in between.
+- The transform itself is `recbole_lda/model/quantile.py` (shared with LDA's
+  `regression_target: quantile`).
 - The head is linear and the predicted quantile is clipped to [0, 1] only when mapping back
   (a sigmoid would slow learning near complete plays and quick skips, where much mass lies).
 """
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from recbole_lda.model import WatchTimeRecommender
-
-
-def quantile_table(values, points):
-    """Watch time at levels 0, 1/points, ..., 1 of `values` (numpy, float64): (points + 1,)."""
-    return np.quantile(values, np.linspace(0.0, 1.0, points + 1))
+from recbole_lda.model.quantile import duration_groups, group_of, to_quantile, to_watch_time
 
 
 class D2Q(WatchTimeRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        groups, points = config["duration_groups"], config["quantile_points"]
-        if groups < 1 or points < 1:
-            raise ValueError(f"duration_groups and quantile_points must be >= 1, got {groups} and {points}")
         labels, durations = (t.numpy() for t in self.train_labels(dataset))
-
-        # G - 1 interior cut points: training durations at levels 1/G, ..., (G-1)/G. They are
-        # observed values (inverted CDF), so after dropping repeats and the minimum every group
-        # [cut_{g-1}, cut_g) holds at least the rows at its lower cut: no group is empty.
-        cuts = np.quantile(durations, np.linspace(0.0, 1.0, groups + 1)[1:-1], method="inverted_cdf")
-        cuts = np.unique(cuts)
-        cuts = cuts[cuts > durations.min()]
-        group = np.searchsorted(cuts, durations, side="right")  # the rule of `group_of`
-        table = np.stack([quantile_table(labels[group == g], points) for g in range(len(cuts) + 1)])
-
+        cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
         self.register_buffer("group_edges", torch.tensor(cuts, dtype=torch.float32))  # (G-1,)
         self.register_buffer("group_quantiles", torch.tensor(table, dtype=torch.float32))  # (G, P+1)
-        self.register_buffer("levels", torch.linspace(0.0, 1.0, points + 1), persistent=False)  # (P+1,)
+        self.register_buffer("levels", torch.linspace(0.0, 1.0, table.shape[1]), persistent=False)  # (P+1,)
         self.head = nn.Linear(self.backbone.output_dim, 1)
 
     def group_of(self, duration):
         """Duration group index of each row: (B,) long. A duration equal to a cut point goes up."""
-        return torch.searchsorted(self.group_edges, duration.float().contiguous(), right=True)
+        return group_of(self.group_edges, duration)
 
     def watch_time_to_quantile(self, watch_time, duration):
         """The label transform: F_g(watch time) in [0, 1], (B,)."""
-        table = self.group_quantiles[self.group_of(duration)]  # (B, P+1), nondecreasing rows
-        y = watch_time.float().unsqueeze(-1)  # (B, 1)
-        last = table.shape[1] - 1
-        lo = torch.searchsorted(table, y, right=False).squeeze(-1)  # first knot >= y
-        hi = torch.searchsorted(table, y, right=True).squeeze(-1)  # first knot > y
-        # y sits on one or more knots (lo < hi): the middle of the flat run of levels.
-        on_knot = (self.levels[lo.clamp(max=last)] + self.levels[(hi - 1).clamp(min=0)]) / 2
-        # y lies strictly between knots lo-1 and lo: linear interpolation of the level.
-        left, right = (lo - 1).clamp(0, last), lo.clamp(0, last)
-        v_left = table.gather(1, left.unsqueeze(-1)).squeeze(-1)
-        v_right = table.gather(1, right.unsqueeze(-1)).squeeze(-1)
-        frac = ((y.squeeze(-1) - v_left) / (v_right - v_left).clamp_min(1e-12)).clamp(0.0, 1.0)
-        between = self.levels[left] + frac * (self.levels[right] - self.levels[left])
-        q = torch.where(lo < hi, on_knot, between)
-        q = torch.where(lo > last, torch.ones_like(q), q)  # above the group's maximum
-        return torch.where(hi == 0, torch.zeros_like(q), q)  # below the group's minimum
+        return to_quantile(self.group_quantiles[self.group_of(duration)], self.levels, watch_time)
 
     def quantile_to_watch_time(self, q, duration):
         """The inverse transform: F_g^{-1}(q) in seconds, (B,); q is clipped to [0, 1]."""
-        table = self.group_quantiles[self.group_of(duration)]  # (B, P+1)
-        points = table.shape[1] - 1
-        pos = q.float().clamp(0.0, 1.0) * points  # (B,) position on the level grid
-        k = pos.floor().long().clamp(max=points - 1)
-        frac = (pos - k).unsqueeze(-1)  # (B, 1)
-        v = table.gather(1, torch.stack([k, k + 1], dim=-1))  # (B, 2) knots around q
-        return (v[:, :1] + frac * (v[:, 1:] - v[:, :1])).squeeze(-1)
+        return to_watch_time(self.group_quantiles[self.group_of(duration)], q)
 
     def forward(self, interaction):
         return self.head(self.backbone(interaction)).squeeze(-1)  # (B,) predicted quantile

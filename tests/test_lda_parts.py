@@ -229,7 +229,7 @@ def test_label_cost_favours_the_anchor_that_explains_the_label(toy_root):
     _, train, _, _, model = build("LDA", toy_root, vq_steps=5, num_buckets=2, num_anchors=3, num_sequences=32, sequence_length=4)
     with torch.no_grad():  # bucket 0: anchors concentrated at ratios 0.1, 1 and 3
         model.anchor_quantiles[0] = torch.log1p(torch.tensor([0.1, 1.0, 3.0]))[:, None].expand(3, 4)
-    cost = model.label_cost(torch.tensor([1.0, 3.0]), torch.tensor([0, 0]))
+    cost = model.label_cost(torch.log1p(torch.tensor([1.0, 3.0])), torch.tensor([0, 0]))
     assert cost.shape == (2, 6)
     assert cost[0].argmin() == 1 and cost[1].argmin() == 2 and cost[0, 1] == 0
     assert (cost[:, 3:] == 2.0).all()  # other bucket: out of scope, capped

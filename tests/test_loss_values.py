@@ -283,8 +283,8 @@ def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
         _, cos, _, bucket = model.forward(inter)[:4]
     assert (inter["duration"] < 1).any()
     ratio = inter["label"] / inter["duration"]
-    torch.testing.assert_close(seen["cost"], 1 - cos + 0.6 * model.label_cost(ratio, bucket))
-    assert seen["kw"] == dict(reg=0.2, reg_m=1.0, max_iter=20, stop_threshold=1e-6)  # LDA.yaml's defaults
+    torch.testing.assert_close(seen["cost"], 1 - cos + 0.6 * model.label_cost(torch.log1p(ratio), bucket))
+    assert seen["kw"] == dict(reg=0.2, reg_m=1.0, max_iter=20, stop_threshold=1e-6, anchor_mass=None)  # LDA.yaml's defaults (uniform mu_2)
 
     # label_cost by hand: bandwidth 0.2, anchors of bucket 0 at constant ratios
     table = torch.log1p(torch.tensor([0.1, 0.5, 1.0, 3.0]))[:, None].expand(4, 8)
@@ -293,7 +293,7 @@ def test_lda_label_cost_reaches_the_ot_cost_with_its_weight(toy, monkeypatch):
     r = 0.7
     nll = [0.5 * ((math.log1p(r) - math.log1p(a)) / 0.2) ** 2 - math.log(8) for a in (0.1, 0.5, 1.0, 3.0)]
     expected = [min(v - min(nll), 2.0) for v in nll] + [2.0] * 8
-    torch.testing.assert_close(model.label_cost(torch.tensor([r]), torch.tensor([0]))[0],
+    torch.testing.assert_close(model.label_cost(torch.log1p(torch.tensor([r])), torch.tensor([0]))[0],
                                torch.tensor(expected), atol=1e-4, rtol=1e-4)
 
 
@@ -303,7 +303,7 @@ def test_lda_label_cost_over_every_anchor_with_scope_all(toy):
     with torch.no_grad():
         model.anchor_quantiles.copy_(torch.log1p(values).view(3, 4, 1).expand(3, 4, 8))
     ratio = torch.tensor([1.1, 0.2])
-    got = model.label_cost(ratio, torch.tensor([0, 2]))  # the bucket does not restrict scope "all"
+    got = model.label_cost(torch.log1p(ratio), torch.tensor([0, 2]))  # the bucket does not restrict scope "all"
     for row, r in enumerate(ratio.tolist()):
         nll = [0.5 * ((math.log1p(r) - math.log1p(a)) / 0.5) ** 2 for a in values.tolist()]
         expected = [min(v - min(nll), 2.0) for v in nll]

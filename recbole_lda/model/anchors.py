@@ -13,12 +13,18 @@ Everything here is computed from the TRAINING split only:
   sequences (`random`); the last two are ablations.
 """
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from recbole_lda.model.vq import SequenceVQVAE, train_vqvae
+
+logger = logging.getLogger(__name__)
+
+# The VQ-VAE settings of step 1 (LDA.yaml's vq_<key>).
+VQ_KEYS = ("hidden_size", "code_dim", "beta", "steps", "batch_size", "learning_rate", "dead_code_reset_every")
 
 
 def duration_bucket_edges(durations, num_buckets):
@@ -36,17 +42,18 @@ def assign_buckets(durations, edges):
     return np.searchsorted(inner, durations, side="right")
 
 
-def sample_sequences(ratios, buckets, sources, num_buckets, num_sequences, length, min_source_size, rng):
-    """Sorted label sequences per bucket: a float32 array (D, L, n) in log(1 + ratio) space.
+def sample_sequences(ratios, buckets, sources, num_buckets, num_sequences, length, min_source_size, rng, log_space=True):
+    """Sorted label sequences per bucket: a float32 array (D, L, n) in log(1 + ratio) space
+    (or, with log_space False, in the space of `ratios` as given: D2Q's quantile label).
 
     Args:
-        ratios: (N,) training watch ratios.
+        ratios: (N,) training watch ratios (or labels in the anchors' space).
         buckets: (N,) bucket of each row.
         sources: (N,) id of the user or item of each row, or None to draw from the bucket.
         min_source_size: a user/item needs this many rows in a bucket to be a source.
         rng: numpy Generator.
     """
-    values = np.log1p(np.clip(ratios, 0.0, None))
+    values = np.log1p(np.clip(ratios, 0.0, None)) if log_space else np.asarray(ratios, dtype=np.float64)
     out = np.empty((num_buckets, num_sequences, length), dtype=np.float32)
     for b in range(num_buckets):
         rows = np.flatnonzero(buckets == b)
@@ -136,11 +143,12 @@ class AnchorFit:
 
 
 def fit_anchors(ratios, durations, sources, *, num_buckets, num_anchors, num_sequences, sequence_length,
-                min_source_size, anchor_source, seed, vq=None, kmeans_iters=30):
+                min_source_size, anchor_source, seed, vq=None, kmeans_iters=30, log_space=True):
     """Step 1 of LDA: duration buckets, label sequences per bucket, K anchors per bucket.
 
     Args:
         ratios, durations: (N,) training watch ratios and durations (seconds).
+        log_space: sequences of log(1 + ratio) (True) or of `ratios` as given.
         sources: (N,) user or item ids that sequences are drawn from, or None (whole bucket).
         num_buckets: D (fewer when durations have tied quantiles).
         the rest: see `sample_sequences` and `build_anchors`.
@@ -149,7 +157,36 @@ def fit_anchors(ratios, durations, sources, *, num_buckets, num_anchors, num_seq
     buckets = assign_buckets(durations, edges)
     rng = np.random.default_rng(seed)
     seqs = sample_sequences(
-        ratios, buckets, sources, len(edges) - 1, num_sequences, sequence_length, min_source_size, rng
+        ratios, buckets, sources, len(edges) - 1, num_sequences, sequence_length, min_source_size, rng, log_space
     )
     anchors, reports, vqvae = build_anchors(seqs, anchor_source, num_anchors, seed, vq, kmeans_iters)
     return AnchorFit(edges, seqs, anchors, reports, vqvae)
+
+
+def fit_from_config(config, values, durations, sources, log_space=True):
+    """`fit_anchors` with LDA.yaml's settings; `values` are the training watch ratios (or,
+    log_space False, labels already in the anchors' space)."""
+    fit = fit_anchors(
+        values, durations, sources,
+        num_buckets=config["num_buckets"],
+        num_anchors=config["num_anchors"],
+        num_sequences=config["num_sequences"],
+        sequence_length=config["sequence_length"],
+        min_source_size=config["min_source_size"],
+        anchor_source=config["anchor_source"],
+        seed=config["seed"],
+        vq={key: config[f"vq_{key}"] for key in VQ_KEYS},
+        kmeans_iters=config["kmeans_iters"],
+        log_space=log_space,
+    )
+    if len(fit.edges) - 1 < config["num_buckets"]:
+        logger.warning(f"durations have tied quantiles: {len(fit.edges) - 1} buckets instead of {config['num_buckets']}")
+    vq_reports = [r for r in fit.reports if "codes_used" in r]
+    if vq_reports:  # one line for all buckets; every figure is in the results file (model_report)
+        logger.info(
+            f"anchors: {len(fit.edges) - 1} buckets x {config['num_anchors']} codes; codes used per bucket "
+            f"{[r['codes_used'] for r in vq_reports]}, perplexity {[round(r['perplexity'], 2) for r in vq_reports]}, "
+            f"mean reconstruction mse {np.mean([r['reconstruction_mse'] for r in vq_reports]):.4f}, "
+            f"dead-code restarts {sum(r['dead_code_restarts'] for r in vq_reports)}"
+        )
+    return fit

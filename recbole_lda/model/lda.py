@@ -34,9 +34,16 @@ and were the slow part), and, off by default and measured as ablations: a bucket
 of g (`predictor_init`), a temperature schedule (`temperature_start`), an auxiliary head
 reading f(x) (`lambda_direct`), and ProWTP's semi-relaxed OT (`ot_relaxation: anchors`) and
 compactness loss (`lambda_compact`).
+
+Third round (docs/lda.md): readings of the seed that were never run, as keys: one phi for
+instances and anchors (`phi_shared`), phi on the codebook vectors a_k instead of the
+decoded anchors (`anchor_input: codebook`), beta = softmax(h^T p) without normalisation or
+temperature (`similarity: dot`), mu_2 from code usage (`anchor_mass: usage`), a linear g
+(`predictor_hidden_size: []`); the `anchor_label_match` diagnostic (split_report); and our
+extension, anchors over D2Q's duration-debiased quantile label with g predicting it and
+D2Q's table mapping it back to seconds (`regression_target: quantile`, module `quantile`).
 """
 
-import logging
 from typing import NamedTuple
 
 import numpy as np
@@ -45,16 +52,26 @@ import torch.nn as nn
 import torch.nn.functional as F
 from recbole.model.layers import MLPLayers
 
+from recbole_lda.model.anchor_label import anchor_label_agreement, anchor_masses, label_cost, nearest_anchor_counts
+from recbole_lda.model.anchors import AnchorFit, assign_buckets, fit_from_config
 from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender
-from recbole_lda.model.anchors import AnchorFit, assign_buckets, fit_anchors
 from recbole_lda.model.ot import alignment_targets
+from recbole_lda.model.quantile import duration_groups, group_of, to_quantile, to_watch_time
 from recbole_lda.model.vq import SequenceVQVAE, sample_batch
 from recbole_lda.trainer.trainer import interactions
 
-logger = logging.getLogger(__name__)
-
 # Modules of the anchor path (anchor_lr_scale).
 ANCHOR_PATH = ("phi_x", "phi_a", "g", "g_out", "bucket_offset")
+
+# Attribute <- LDA.yaml key: the settings the model reads while training.
+SETTINGS = {
+    "lambda_ot": "lambda_ot", "lambda_vq": "lambda_vq", "lambda_compact": "lambda_compact",
+    "lambda_direct": "lambda_direct", "temperature": "temperature", "temperature_start": "temperature_start",
+    "temperature_epochs": "temperature_anneal_epochs", "scope": "anchor_scope", "predictor_input": "predictor_input",
+    "target": "regression_target", "anchor_lr_scale": "anchor_lr_scale", "ot_batch_fraction": "ot_batch_fraction",
+    "label_weight": "ot_label_weight", "label_bandwidth": "ot_label_bandwidth", "similarity": "similarity",
+    "anchor_input": "anchor_input",
+}
 
 
 class Outputs(NamedTuple):
@@ -62,17 +79,14 @@ class Outputs(NamedTuple):
     cos: torch.Tensor  # (B, D*K) cos(h_i, p_k)
     log_beta: torch.Tensor  # (B, D*K)
     bucket: torch.Tensor  # (B,) duration bucket
-    h: torch.Tensor  # (B, m) phi_x(f(x)), normalised
-    p: torch.Tensor  # (D*K, m) phi_a(anchors), normalised
+    h: torch.Tensor  # (B, m) phi_x(f(x)), normalised unless similarity: dot
+    p: torch.Tensor  # (D*K, m) phi_a(anchors), normalised unless similarity: dot
     features: torch.Tensor  # (B, d) f(x)
+    out: torch.Tensor  # (B,) g's output: the ratio, watch time / label_scale, or the quantile
 
 
 def inverse_softplus(y):
     return y + torch.log(-torch.expm1(-y))
-
-
-# The VQ-VAE settings of step 1 (LDA.yaml's vq_<key>).
-VQ_KEYS = ("hidden_size", "code_dim", "beta", "steps", "batch_size", "learning_rate", "dead_code_reset_every")
 
 
 class LDA(WatchTimeRecommender):
@@ -81,58 +95,63 @@ class LDA(WatchTimeRecommender):
     def __init__(self, config, dataset, anchor_fit=None):
         """`anchor_fit` (AnchorFit): step 1's result, given instead of fitted (see `from_saved`)."""
         super().__init__(config, dataset)
+        self.read_settings(config)
+        labels, durations = (t.numpy() for t in self.train_labels(dataset))
+        self.label_table(config, labels, durations)
+        fit = anchor_fit if anchor_fit is not None else self.fit_anchors(config, dataset, labels, durations)
+        self.keep_anchors(config, fit, durations)
+        self.build_projections(config)
+        self.build_predictor(config, labels, durations, fit, fresh=anchor_fit is None)
+        # a buffer, so that the best model and a saved one keep the temperature they were evaluated at
+        self.register_buffer("current_temperature", torch.tensor(float(self.temperature)))
+        self.set_epoch(0)
+
+    def read_settings(self, config):
+        """Copy the training-time settings (SETTINGS) and check the combinations."""
+        for attribute, key in SETTINGS.items():
+            setattr(self, attribute, config[key])
         self.regression_loss = REGRESSION_LOSSES[config["regression_loss"]]
-        self.lambda_ot = config["lambda_ot"]
-        self.lambda_vq = config["lambda_vq"]
-        self.temperature = config["temperature"]
-        self.scope = config["anchor_scope"]
-        self.predictor_input = config["predictor_input"]
         self.joint = config["anchor_training"] == "joint"
         if self.joint and config["anchor_source"] != "vqvae":
             raise ValueError("anchor_training: joint needs anchor_source: vqvae")
+        if self.anchor_input == "codebook" and config["anchor_source"] != "vqvae":
+            raise ValueError("anchor_input: codebook needs anchor_source: vqvae (k-means and random anchors have no codes)")
+        if self.target == "quantile" and config["predictor_init"] == "bucket_mean":
+            raise ValueError("predictor_init: bucket_mean needs regression_target ratio or watch_time")
         # semi-relaxed (ProWTP): the instance marginal is exact (rho = inf), the anchors' relaxed
         reg_m = config["ot_reg_m"] if config["ot_relaxation"] == "both" else (float("inf"), config["ot_reg_m"])
         self.ot_args = dict(reg=config["ot_reg"], reg_m=reg_m, max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"])
-        self.lambda_compact = config["lambda_compact"]
-        self.lambda_direct = config["lambda_direct"]
-        self.target = config["regression_target"]
-        self.temperature_start = config["temperature_start"]
-        self.temperature_epochs = config["temperature_anneal_epochs"]
-        self.anchor_lr_scale = config["anchor_lr_scale"]
-        self.ot_batch_fraction = config["ot_batch_fraction"]
-        self.label_weight = config["ot_label_weight"]
-        self.label_bandwidth = config["ot_label_bandwidth"]
 
-        # --- step 1: buckets and anchors, from the training split only
-        labels, durations = (t.numpy() for t in self.train_labels(dataset))
+    def label_table(self, config, labels, durations):
+        """regression_target: quantile: D2Q's duration groups and quantile tables (buffers)."""
+        if self.target != "quantile":
+            return
+        cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
+        self.register_buffer("quantile_edges", torch.tensor(cuts, dtype=torch.float32))  # (G-1,)
+        self.register_buffer("quantile_table", torch.tensor(table, dtype=torch.float32))  # (G, P+1)
+        self.register_buffer("levels", torch.linspace(0.0, 1.0, table.shape[1]), persistent=False)
+
+    def anchor_value(self, label, duration):
+        """A label in the anchors' space: log(1 + watch ratio), or D2Q's quantile."""
+        if self.target == "quantile":
+            return to_quantile(self.quantile_table[group_of(self.quantile_edges, duration)], self.levels, label)
+        return torch.log1p((label / duration.clamp_min(1e-6)).clamp_min(0))
+
+    def fit_anchors(self, config, dataset, labels, durations):
+        """Step 1 from the training split: buckets, label sequences, anchors."""
         source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
-        fit = anchor_fit if anchor_fit is not None else fit_anchors(
-            labels / np.maximum(durations, 1e-6),
-            durations,
-            dataset.inter_feat[source_field].numpy() if source_field else None,
-            num_buckets=config["num_buckets"],
-            num_anchors=config["num_anchors"],
-            num_sequences=config["num_sequences"],
-            sequence_length=config["sequence_length"],
-            min_source_size=config["min_source_size"],
-            anchor_source=config["anchor_source"],
-            seed=config["seed"],
-            vq={key: config[f"vq_{key}"] for key in VQ_KEYS},
-            kmeans_iters=config["kmeans_iters"],
-        )
+        sources = dataset.inter_feat[source_field].numpy() if source_field else None
+        if self.target == "quantile":  # sequences of D2Q's quantile label, as they are
+            values = self.anchor_value(torch.as_tensor(labels), torch.as_tensor(durations)).numpy()
+            return fit_from_config(config, values, durations, sources, log_space=False)
+        return fit_from_config(config, labels / np.maximum(durations, 1e-6), durations, sources)
+
+    def keep_anchors(self, config, fit, durations):
+        """Buffers of step 1's result: bucket edges, anchors (or the sequences and VQ-VAE when
+        joint), the codebook (anchor_input: codebook) and mu_2 (anchor_mass: usage)."""
         self.register_buffer("bucket_edges", torch.tensor(fit.edges, dtype=torch.float32))
         self.num_buckets = len(fit.edges) - 1
-        if self.num_buckets < config["num_buckets"] and anchor_fit is None:
-            logger.warning(f"durations have tied quantiles: {self.num_buckets} buckets instead of {config['num_buckets']}")
         self.anchor_reports = fit.reports
-        vq_reports = [r for r in fit.reports if "codes_used" in r]
-        if vq_reports:  # one line for all buckets; every figure is in the results file (model_report)
-            logger.info(
-                f"anchors: {self.num_buckets} buckets x {config['num_anchors']} codes; codes used per bucket "
-                f"{[r['codes_used'] for r in vq_reports]}, perplexity {[round(r['perplexity'], 2) for r in vq_reports]}, "
-                f"mean reconstruction mse {np.mean([r['reconstruction_mse'] for r in vq_reports]):.4f}, "
-                f"dead-code restarts {sum(r['dead_code_restarts'] for r in vq_reports)}"
-            )
         self.num_anchors = fit.anchors.shape[1]
         self.register_buffer("anchor_bucket", torch.arange(self.num_buckets).repeat_interleave(self.num_anchors))
         if self.joint:
@@ -141,20 +160,43 @@ class LDA(WatchTimeRecommender):
             self.vq_batch_size = config["vq_batch_size"]
         else:
             self.register_buffer("anchor_quantiles", fit.anchors)  # (D, K, n), fixed
+            if self.anchor_input == "codebook":
+                self.register_buffer("anchor_codes", fit.vqvae.quantizer.codebook.detach().clone())  # (D, K, e)
+        self.register_buffer("anchor_mass", None)  # uniform mu_2
+        if config["anchor_mass"] == "usage":
+            counts = [r["code_counts"] for r in fit.reports if "code_counts" in r] or nearest_anchor_counts(fit.sequences, fit.anchors)
+            rows = np.bincount(assign_buckets(durations, fit.edges), minlength=self.num_buckets)
+            self.register_buffer("anchor_mass", anchor_masses(counts, rows).float())  # (D*K,), sums to 1
 
-        # --- step 2 and 3: shared space, predictor
+    def build_projections(self, config):
+        """phi_x on f(x) and phi_a on the anchors (decoded sequences or codebook vectors), or
+        one phi for both (phi_shared: the inputs must then have one size)."""
         dim = config["projection_dim"]
+        anchor_dim = config["vq_code_dim"] if self.anchor_input == "codebook" else config["sequence_length"]
         self.phi_x = nn.Linear(self.backbone.output_dim, dim)
-        self.phi_a = nn.Sequential(nn.Linear(config["sequence_length"], dim), nn.ReLU(), nn.Linear(dim, dim))
+        if config["phi_shared"]:
+            if anchor_dim != self.backbone.output_dim:
+                raise ValueError(
+                    f"phi_shared needs anchors of the instance vector's size {self.backbone.output_dim} (mlp_hidden_size[-1]), "
+                    f"got {anchor_dim}: set vq_code_dim (anchor_input: codebook) or sequence_length to it"
+                )
+            self.phi_a = None  # phi_x projects both
+        else:
+            self.phi_a = nn.Sequential(nn.Linear(anchor_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
+
+    def build_predictor(self, config, labels, durations, fit, fresh):
+        """g (an MLP, or linear with predictor_hidden_size: []), its per-bucket offset, the
+        training std of the labels, and the auxiliary direct head (lambda_direct > 0)."""
+        dim, hidden = config["projection_dim"], list(config["predictor_hidden_size"])
         g_in = dim * (2 if self.predictor_input == "anchors+instance" else 1)
-        self.g = MLPLayers([g_in] + list(config["predictor_hidden_size"]), activation="relu")
-        self.g_out = nn.Linear(config["predictor_hidden_size"][-1], 1)
+        self.g = MLPLayers([g_in] + hidden, activation="relu") if hidden else nn.Identity()
+        self.g_out = nn.Linear(hidden[-1] if hidden else g_in, 1)
         self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
         # g's output offset per duration bucket: 0, or (predictor_init: bucket_mean) the inverse
         # softplus of the bucket's mean training target, with g_out's weight at 0, so that
         # every instance starts at its bucket's mean watch ratio (or watch time)
         offset = torch.zeros(self.num_buckets)
-        if config["predictor_init"] == "bucket_mean" and anchor_fit is None:
+        if config["predictor_init"] == "bucket_mean" and fresh:
             offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges))
             nn.init.zeros_(self.g_out.weight)
             nn.init.zeros_(self.g_out.bias)
@@ -165,9 +207,6 @@ class LDA(WatchTimeRecommender):
             self.direct = nn.Linear(self.backbone.output_dim, 1)
             mean_ratio = float(np.mean(labels / np.maximum(durations, 1e-6)))
             nn.init.constant_(self.direct.bias, float(inverse_softplus(torch.tensor(max(mean_ratio, 1e-3)))))
-        # a buffer, so that the best model and a saved one keep the temperature they were evaluated at
-        self.register_buffer("current_temperature", torch.tensor(float(self.temperature)))
-        self.set_epoch(0)
 
     def bucket_means(self, labels, durations, edges):
         """Mean training target per duration bucket: watch ratio, or watch time / label_scale."""
@@ -201,7 +240,7 @@ class LDA(WatchTimeRecommender):
         buckets = state_dict["bucket_edges"].shape[0] - 1
         length, anchors = config["sequence_length"], config["num_anchors"]
         vqvae = None
-        if config["anchor_training"] == "joint":
+        if config["anchor_training"] == "joint" or config["anchor_input"] == "codebook":
             vqvae = SequenceVQVAE(buckets, length, config["vq_hidden_size"], config["vq_code_dim"], anchors, config["vq_beta"])
         fit = AnchorFit(
             edges=np.zeros(buckets + 1),
@@ -218,16 +257,21 @@ class LDA(WatchTimeRecommender):
 
     @torch.no_grad()
     def split_report(self, data_loader):
-        """How concentrated beta is on a split: mean entropy (nats), mean effective number of
-        anchors exp(entropy) out of the anchors in scope, mean largest weight, and the share
-        of rows whose largest weight exceeds 0.9 (a row that sees one anchor only)."""
+        """On a split: how concentrated beta is (mean entropy in nats, mean effective number
+        of anchors exp(entropy) out of the anchors in scope, mean largest weight, share of
+        rows whose largest weight exceeds 0.9), and whether the anchor with the largest beta
+        is the one that best explains the row's label (`anchor_label_agreement`)."""
         self.eval()
-        entropy, top = [], []
+        entropy, top, chosen, best, buckets = [], [], [], [], []
         for interaction in interactions(data_loader, self.device):
-            log_beta = self.forward(interaction)[2]
-            beta = log_beta.exp()
-            entropy.append(-torch.where(beta > 0, beta * log_beta, torch.zeros_like(beta)).sum(1).cpu())
+            out = self.forward(interaction)
+            beta = out.log_beta.exp()
+            entropy.append(-torch.where(beta > 0, beta * out.log_beta, torch.zeros_like(beta)).sum(1).cpu())
             top.append(beta.max(1).values.cpu())
+            value = self.anchor_value(interaction[self.LABEL], interaction[self.DURATION])
+            chosen.append(beta.argmax(1).cpu())
+            best.append(self.label_cost(value, out.bucket).argmin(1).cpu())
+            buckets.append(out.bucket.cpu())
         entropy, top = torch.cat(entropy).double(), torch.cat(top).double()
         return {
             "beta_entropy": float(entropy.mean()),
@@ -235,61 +279,67 @@ class LDA(WatchTimeRecommender):
             "anchors_in_scope": self.num_anchors if self.scope == "bucket" else self.num_anchors * self.num_buckets,
             "beta_max_mean": float(top.mean()),
             "beta_max_over_0.9": float((top > 0.9).double().mean()),
+            **anchor_label_agreement(torch.cat(chosen), torch.cat(best), torch.cat(buckets), self.num_buckets,
+                                     self.num_anchors, self.scope),
         }
 
     def anchor_table(self):
-        """Current anchors (D*K, n) in log(1 + ratio) space (decoded codebooks when joint)."""
+        """Current anchors (D*K, n) in the label space (log(1 + ratio), or D2Q's quantile);
+        decoded codebooks when joint."""
         anchors = self.vqvae.anchors() if self.joint else self.anchor_quantiles
         return anchors.flatten(0, 1)
+
+    def anchor_inputs(self):
+        """What phi_a sees: the decoded anchors (D*K, n), or the codebook vectors a_k (D*K, e)."""
+        if self.anchor_input == "codebook":
+            return (self.vqvae.quantizer.codebook if self.joint else self.anchor_codes).flatten(0, 1)
+        return self.anchor_table()
 
     def forward(self, interaction):
         """Returns `Outputs` (watch time first)."""
         duration = interaction[self.DURATION]
         bucket = assign_buckets(duration, self.bucket_edges)
         features = self.backbone(interaction)
-        h = F.normalize(self.phi_x(features), dim=-1)  # (B, m)
-        p = F.normalize(self.phi_a(self.anchor_table()), dim=-1)  # (D*K, m)
-        cos = h @ p.T  # (B, D*K)
-        logits = cos / self.current_temperature
+        h = self.phi_x(features)  # (B, m)
+        p = (self.phi_x if self.phi_a is None else self.phi_a)(self.anchor_inputs())  # (D*K, m)
+        cos = F.normalize(h, dim=-1) @ F.normalize(p, dim=-1).T  # (B, D*K)
+        if self.similarity == "dot":  # beta = softmax(h^T p) as the seed writes it
+            logits = h @ p.T
+        else:
+            h, p = F.normalize(h, dim=-1), F.normalize(p, dim=-1)
+            logits = cos / self.current_temperature
         if self.scope == "bucket":
             logits = logits.masked_fill(bucket[:, None] != self.anchor_bucket[None, :], float("-inf"))
         log_beta = F.log_softmax(logits, dim=-1)
         mixture = log_beta.exp() @ p  # (B, m): sum_k beta_ik p_k
         g_in = torch.cat([mixture, h], dim=-1) if self.predictor_input == "anchors+instance" else mixture
-        out = F.softplus(self.g_out(self.g(g_in)).squeeze(-1) + self.bucket_offset[bucket])
-        pred = out * duration if self.target == "ratio" else out * self.label_scale
-        return Outputs(pred, cos, log_beta, bucket, h, p, features)
+        out = self.g_out(self.g(g_in)).squeeze(-1) + self.bucket_offset[bucket]
+        if self.target == "quantile":  # linear, clipped to [0, 1] by the map back (as D2Q)
+            pred = to_watch_time(self.quantile_table[group_of(self.quantile_edges, duration)], out)
+        else:
+            out = F.softplus(out)
+            pred = out * duration if self.target == "ratio" else out * self.label_scale
+        return Outputs(pred, cos, log_beta, bucket, h, p, features, out)
 
-    def label_cost(self, ratio, bucket):
-        """How badly each anchor's distribution explains each observed watch ratio: the
-        negative log of a Gaussian kernel density over the anchor's n quantile values (in
-        log(1 + ratio) space), minus its row minimum, capped at 2 (the range of the cosine
-        cost: larger values would only underflow the OT kernel). Computed for the anchors
-        in scope only; others get the cap. (B,) -> (B, D*K), no gradient."""
-        with torch.no_grad():
-            table = self.anchor_table()  # (A, n)
-            if self.scope == "bucket":  # the K anchors of each instance's bucket
-                idx = bucket[:, None] * self.num_anchors + torch.arange(self.num_anchors, device=bucket.device)
-            else:
-                idx = torch.arange(len(table), device=bucket.device).expand(len(bucket), -1)
-            z = (torch.log1p(ratio.clamp_min(0))[:, None, None] - table[idx]) / self.label_bandwidth  # (B, K', n)
-            nll = -torch.logsumexp(-0.5 * z**2, dim=-1)
-            nll = (nll - nll.min(dim=1, keepdim=True).values).clamp_max(2.0)
-            return torch.full((len(ratio), len(table)), 2.0, device=ratio.device).scatter_(1, idx, nll)
+    def label_cost(self, value, bucket):
+        """How badly each anchor's distribution explains each observed label `value` (in the
+        anchors' space, `anchor_value`): recbole_lda.model.anchor_label.label_cost. (B,) -> (B, D*K)."""
+        return label_cost(self.anchor_table().detach(), value, bucket, self.num_anchors, self.scope, self.label_bandwidth)
 
-    def alignment_loss(self, cos, log_beta, bucket, ratio, h, p):
+    def alignment_loss(self, cos, log_beta, bucket, value, h, p):
         """On a share of the batch: the cross-entropy between the OT targets (no gradient)
         and beta (ProWTP's assignment loss), and the compactness term: 1 - cos between h_i
         and its target mixture of anchors sum_k T_ik p_k (our reading of ProWTP's
-        compactness loss; 0 when lambda_compact is 0). Returns (alignment, compactness)."""
+        compactness loss; 0 when lambda_compact is 0). `value`: the labels in the anchors'
+        space (for the label cost). Returns (alignment, compactness)."""
         if self.ot_batch_fraction < 1.0:
             keep = max(1, int(round(self.ot_batch_fraction * len(cos))))
             rows = torch.randperm(len(cos), device=cos.device)[:keep]
-            cos, log_beta, bucket, ratio, h = cos[rows], log_beta[rows], bucket[rows], ratio[rows], h[rows]
+            cos, log_beta, bucket, value, h = cos[rows], log_beta[rows], bucket[rows], value[rows], h[rows]
         cost = 1.0 - cos.detach()
         if self.label_weight > 0:
-            cost = cost + self.label_weight * self.label_cost(ratio, bucket)
-        targets = alignment_targets(cost, bucket, self.anchor_bucket, self.scope, **self.ot_args)
+            cost = cost + self.label_weight * self.label_cost(value, bucket)
+        targets = alignment_targets(cost, bucket, self.anchor_bucket, self.scope, **self.ot_args, anchor_mass=self.anchor_mass)
         # masked log_beta is -inf where targets are exactly 0: count those terms as 0
         alignment = -torch.where(targets > 0, targets * log_beta, torch.zeros_like(log_beta)).sum(1).mean()
         compact = torch.zeros((), device=cos.device)
@@ -303,16 +353,21 @@ class LDA(WatchTimeRecommender):
         return recon_loss + vq_loss
 
     def calculate_loss(self, interaction):
-        pred, cos, log_beta, bucket, h, p, features = self.forward(interaction)
+        """(regression, alignment, vq). The regression is on g's target: the watch time
+        scaled by the training std, or (regression_target: quantile) D2Q's quantile."""
+        pred, cos, log_beta, bucket, h, p, features, out = self.forward(interaction)
         label, duration = interaction[self.LABEL], interaction[self.DURATION]
-        regression = self.regression_loss(pred / self.label_scale, label / self.label_scale)
+        if self.target == "quantile":
+            regression = self.regression_loss(out, self.anchor_value(label, duration))
+        else:
+            regression = self.regression_loss(pred / self.label_scale, label / self.label_scale)
         if self.direct is not None:  # the backbone's auxiliary head (lambda_direct)
             direct = F.softplus(self.direct(features).squeeze(-1)) * duration
             regression = regression + self.lambda_direct * self.regression_loss(direct / self.label_scale, label / self.label_scale)
         zero = torch.zeros((), device=pred.device)
         alignment = zero
         if self.lambda_ot > 0 or self.lambda_compact > 0:
-            assign, compact = self.alignment_loss(cos, log_beta, bucket, label / duration.clamp_min(1e-6), h, p)
+            assign, compact = self.alignment_loss(cos, log_beta, bucket, self.anchor_value(label, duration), h, p)
             alignment = self.lambda_ot * assign + self.lambda_compact * compact
         vq = self.lambda_vq * self.vq_loss() if self.joint else zero
         return regression, alignment, vq

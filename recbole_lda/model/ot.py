@@ -17,12 +17,13 @@ underflows exp(-C / eps)). Sinkhorn's updates then never mix buckets, so this si
 is the same as one solve per bucket, at the cost of one.
 
 Marginals: mu_1 is uniform over the batch, mu_2 uniform over the anchors that can receive
-mass (those of the buckets present). Only the row-normalised plan is used, and with a
+mass (those of the buckets present), or (`anchor_mass: usage`) proportional to each
+anchor's share of the training label distribution, renormalised over those anchors. Only the row-normalised plan is used, and with a
 block-diagonal kernel scaling one bucket's column masses by s scales that bucket's whole
 plan by a constant (at every Sinkhorn iterate: v_b -> s^f v_b, u_b -> s^(-f^2) u_b, ... with
 f = rho / (rho + eps)), so a per-bucket total ("each bucket gets its share of the batch",
 which an earlier version gave mu_2) has no effect on the targets; only the relative masses
-of the anchors inside a bucket do, and those are equal. What rho does matter for: the
+of the anchors inside a bucket do, and those are equal (uniform) or follow code usage. What rho does matter for: the
 larger it is, the closer each in-scope anchor's total share of its bucket's instances
 comes to its mass (equipartition, as in SwAV); the smaller, the more every instance just
 takes its cheapest anchors (tests/test_ot.py).
@@ -71,7 +72,7 @@ def unbalanced_plan(cost, row_mass, col_mass, reg, reg_m, max_iter, stop_thresho
     return torch.from_numpy(plan) if on_cpu else plan
 
 
-def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, max_iter, stop_threshold):
+def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, max_iter, stop_threshold, anchor_mass=None):
     """Row-normalised OT plan over the anchors in scope.
 
     Args:
@@ -79,6 +80,8 @@ def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, m
         instance_bucket: (B,) duration bucket of each instance.
         anchor_bucket: (A,) bucket of each anchor.
         scope: "bucket" (own bucket's anchors only) or "all".
+        anchor_mass: (A,) positive mu_2 (`anchor_mass: usage`), renormalised over the
+            anchors of the buckets present; None = uniform over them.
     Returns:
         (B, A) float32 targets: each row sums to 1; zero outside the instance's scope and
         on anchors of buckets absent from the batch.
@@ -98,7 +101,10 @@ def alignment_targets(cost, instance_bucket, anchor_bucket, scope, reg, reg_m, m
             c = torch.where(in_scope, c, c + OFF_SCOPE)
         elif scope != "all":
             raise ValueError(f"anchor_scope must be bucket or all, got {scope!r}")
-        col_mass = torch.full((len(cols),), 1.0 / len(cols), dtype=torch.float64, device=cost.device)
+        if anchor_mass is None:
+            col_mass = torch.full((len(cols),), 1.0 / len(cols), dtype=torch.float64, device=cost.device)
+        else:
+            col_mass = anchor_mass[cols].double() / anchor_mass[cols].double().sum()
         plan = unbalanced_plan(c, row_mass, col_mass, reg, reg_m, max_iter, stop_threshold, max_cost).double()
         plan = plan / plan.sum(dim=1, keepdim=True).clamp_min(1e-300)
         targets = torch.zeros_like(cost)
