@@ -38,11 +38,21 @@ def test_summary_mean_std_and_time_relative_to_vr():
     assert table.loc[("d", "LDA"), "xauc_std"] == pytest.approx(np.std([0.75, 0.65], ddof=1))
     assert table.loc[("d", "LDA"), "epoch_time_vs_VR"] == pytest.approx(4.5 / 3.0)
     assert table.loc[("d", "LDA"), "beta_effective_anchors"] == 2.5
+    assert np.isnan(table.loc[("d", "LDA"), "anchor_label_match"])  # records without the diagnostic
     assert np.isnan(table.loc[("e", "D2Q"), "epoch_time_vs_VR"])  # no VR on that dataset
     assert table.loc[("e", "D2Q"), "mae_std"] == 0.0  # one seed
     text = to_markdown(table.reset_index())
     assert "| LDA | 2 | nan | 5.2500 ± 0.3536 | 0.7000 ± 0.0707 |" in text  # records without valid_mae
     assert "| 1.50x | 2.50 |" in text and "n/a (no VR) | - |" in text
+
+
+def test_summary_means_the_anchor_label_diagnostic():
+    records = [_record("LDA", 0, 5.0, 0.7, 3.0), _record("LDA", 1, 5.5, 0.7, 3.0)]
+    for r, match in zip(records, (0.2, 0.3)):
+        r.update(anchor_label_match=match, anchor_label_chance=0.125, anchor_label_majority=0.4)
+    row = summarise(records).iloc[0]
+    assert row["anchor_label_match"] == pytest.approx(0.25) and row["anchor_label_chance"] == 0.125
+    assert row["anchor_label_majority"] == pytest.approx(0.4)
 
 
 def test_summary_p_values_against_an_entry():

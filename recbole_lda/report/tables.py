@@ -7,6 +7,8 @@ table of mean and std over seeds, with Welch's test between two entries.
 import numpy as np
 import pandas as pd
 
+# LDA's anchor diagnostics of test_report (recbole_lda.model.anchor_label): means over seeds in summary.csv
+ANCHOR_DIAGNOSTICS = ("beta_effective_anchors", "anchor_label_match", "anchor_label_majority", "anchor_label_chance")
 METRICS = ("mae", "xauc", "xgauc", "rmse", "xauc_dadf", "xauc_cwm", "xauc_blocks", "xgauc_cwm")  # every XAUC convention of test_result (older results: NaN)
 
 
@@ -23,8 +25,9 @@ def run_record(result, dataset, entry, seed):
         "epochs": result.get("epochs_run"),
         "train_mean_mae": reference["train_mean"]["test_mae"],
         "oracle_mae": reference.get("oracle_median", {}).get("test_mae", np.nan),
-        # LDA: mean effective number of anchors exp(entropy of beta) on test
-        "beta_effective_anchors": result.get("test_report", {}).get("beta_effective_anchors", np.nan),
+        # LDA on test: mean effective number of anchors exp(entropy of beta), and how often the
+        # anchor with the largest beta is the one that best explains the label
+        **{key: result.get("test_report", {}).get(key, np.nan) for key in ANCHOR_DIAGNOSTICS},
     }
 
 
@@ -60,7 +63,8 @@ def summarise(records, versus=None):
         row["epochs_mean"] = group["epochs"].mean()
         row["train_mean_mae"] = group["train_mean_mae"].mean()
         row["oracle_mae"] = group["oracle_mae"].mean()
-        row["beta_effective_anchors"] = group["beta_effective_anchors"].mean()
+        for key in ANCHOR_DIAGNOSTICS:  # records written before a diagnostic existed lack it
+            row[key] = group[key].mean() if key in group else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     vr_time = table[table["model"] == "VR"].set_index("dataset")["epoch_s_mean"]
