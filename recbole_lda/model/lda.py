@@ -302,11 +302,12 @@ class LDA(WatchTimeRecommender):
         features = self.backbone(interaction)
         h = self.phi_x(features)  # (B, m)
         p = (self.phi_x if self.phi_a is None else self.phi_a)(self.anchor_inputs())  # (D*K, m)
-        cos = F.normalize(h, dim=-1) @ F.normalize(p, dim=-1).T  # (B, D*K)
-        if self.similarity == "dot":  # beta = softmax(h^T p) as the seed writes it
+        if self.similarity == "dot":  # beta = softmax(h^T p) as the seed writes it; the OT cost stays 1 - cos
+            cos = F.normalize(h, dim=-1) @ F.normalize(p, dim=-1).T  # (B, D*K)
             logits = h @ p.T
-        else:
+        else:  # (one normalisation feeding both cos and the mixture: the graph, and so the runs, of round 2)
             h, p = F.normalize(h, dim=-1), F.normalize(p, dim=-1)
+            cos = h @ p.T  # (B, D*K)
             logits = cos / self.current_temperature
         if self.scope == "bucket":
             logits = logits.masked_fill(bucket[:, None] != self.anchor_bucket[None, :], float("-inf"))
