@@ -2,7 +2,8 @@
 
 Precedence, lowest first: RecBole's overall.yaml, dataset defaults and its quick-start
 defaults for context models; then our `properties/overall.yaml`,
-`properties/model/<model>.yaml`, `properties/dataset/<dataset>.yaml`, then
+`properties/model/<model>.yaml` (a plug-in's `<Class>.yaml` beside its module),
+`properties/dataset/<dataset>.yaml`, then
 `properties/protocol/<protocol>.yaml` (the `protocol` key, from the command line, config
 dict, config files or overall.yaml; its reserved `per_dataset: {<dataset>: {...}}` block
 applies to the run's dataset only) (all shipped inside the package as
@@ -23,7 +24,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_lda.config.options import (OptionError, check_known, check_values, merged_specs, parse_value, properties_dir,
                                         yaml_files)
-from recbole_lda.config.registry import get_model
+from recbole_lda.config.registry import defaults_file, get_model
 from recbole_lda.utils.errors import did_you_mean
 
 # Keys that are names rather than configuration (RecBole takes them from the same dicts).
@@ -103,7 +104,7 @@ class Config(RecBoleConfig):
         root = properties_dir()
         self._our_files = [
             os.path.join(root, "overall.yaml"),
-            os.path.join(root, "model", f"{model}.yaml"),
+            defaults_file(model),  # ours: properties/model/<model>.yaml; a plug-in's: beside its module
             os.path.join(root, "dataset", f"{dataset}.yaml"),
         ]
         for path in self._our_files:

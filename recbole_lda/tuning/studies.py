@@ -77,9 +77,12 @@ def parse_distribution(spec, where):
 
 
 def read_search_space(model, space_dir=SPACE_DIR):
-    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s, as
+    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s (a plug-in's
+    `<Class>.tune.yaml` beside its module, unless `space_dir` has `<model>.yaml`), as
     {key: {distribution: arguments}}. `<model>.yaml` must exist (it may hold no key)."""
-    model_file = os.path.join(space_dir, f"{model}.yaml")
+    from recbole_lda.config.registry import search_space_file
+
+    model_file = search_space_file(model, space_dir)  # a plug-in's: <Class>.tune.yaml beside its module
     if not os.path.isfile(model_file):
         raise FileNotFoundError(
             f"no search space for {model}: write {model_file} (an empty file tunes only the keys of overall.yaml)"
