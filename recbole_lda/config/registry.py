@@ -12,6 +12,8 @@ name a plug-in model: an entry point of the group `recbole_lda.models`, or
 import importlib
 import os
 
+import yaml
+
 from recbole_lda.config import plugins
 from recbole_lda.config.options import properties_dir, yaml_files
 from recbole_lda.utils.errors import UnknownNameError, did_you_mean
@@ -97,7 +99,37 @@ def known_datasets():
     return tuple(yaml_files("dataset"))
 
 
-def check_dataset_name(name):
+def known_converters():
+    """Converters a dataset without a YAML of its own can name (`converter: generic`): one
+    YAML file of defaults each under properties/converter/."""
+    return tuple(yaml_files("converter"))
+
+
+def requested_converter(config_file_list=None, config_dict=None, cmd_overrides=None):
+    """The `converter` a run's configuration names (command line, config dict, then config
+    files, as the Config ranks them), read before the Config is built; None if none does."""
+    for source in (cmd_overrides or {}, config_dict or {}):
+        if source.get("converter") is not None:
+            return str(source["converter"])
+    found = None
+    for path in config_file_list or []:
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as f:
+                loaded = yaml.safe_load(f)
+            if isinstance(loaded, dict) and loaded.get("converter") is not None:
+                found = str(loaded["converter"])
+    return found
+
+
+def check_dataset_name(name, converter=None):
+    """UnknownNameError unless `name` has a YAML under properties/dataset/ or its
+    configuration names a converter (`converter`: one of known_converters())."""
+    if converter is not None:
+        if converter not in known_converters():
+            raise UnknownNameError(f"unknown converter {converter!r}{did_you_mean(converter, known_converters())} "
+                                   f"(converters: {', '.join(known_converters())})")
+        return
     datasets = known_datasets()
     if name not in datasets:
-        raise UnknownNameError(f"unknown dataset {name!r}{did_you_mean(name, datasets)} (datasets: {', '.join(datasets)})")
+        raise UnknownNameError(f"unknown dataset {name!r}{did_you_mean(name, datasets)} (datasets: {', '.join(datasets)}; "
+                               f"or a log of your own with converter: generic)")
