@@ -39,6 +39,8 @@ CONVERTERS = {
     "wechat": "dataset_prep.wechat",
     "kuairand": "dataset_prep.kuairand",
 }
+# Converters a dataset of one's own names with the `converter` key (no dataset YAML needed).
+NAMED_CONVERTERS = {"generic": "dataset_prep.generic"}
 
 
 
@@ -105,8 +107,13 @@ def require(config, key):
     return value
 
 
-def converter(name):
-    """The converter module registered for dataset `name`."""
+def converter(name, kind=None):
+    """The converter module of dataset `name`: the one its configuration names (`kind`, a
+    key of NAMED_CONVERTERS), else the one registered for the name."""
+    if kind is not None:
+        if kind not in NAMED_CONVERTERS:
+            raise ValueError(f"unknown converter {kind!r}; known: {sorted(NAMED_CONVERTERS)}")
+        return importlib.import_module(NAMED_CONVERTERS[kind])
     if name not in CONVERTERS:
         raise ValueError(f"no converter for dataset {name!r}; known datasets: {sorted(CONVERTERS)}")
     return importlib.import_module(CONVERTERS[name])

@@ -205,16 +205,17 @@ def prepare(config):
     """
     start = time.perf_counter()
     name = require(config, "dataset")
-    module = converter(name)
+    module = converter(name, config_get(config, "converter"))
     split = read_split_options(config)
     options = module.read_options(config)
     data_path = require(config, "data_path")
     raw_dir = config_get(config, "raw_data_path") or module.default_raw_dir(data_path, options)
     files = module.raw_files(raw_dir, options)
 
-    conversion_key = short_hash(
-        {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
-    )
+    key = {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
+    if config_get(config, "converter"):  # a dataset of one's own (the built-in ones keep their keys)
+        key["converter"] = config_get(config, "converter")
+    conversion_key = short_hash(key)
     clip = read_label_clip(config)
     prepared_key = _prepared_key(conversion_key, split, clip)
     prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
@@ -282,7 +283,7 @@ def oracle_predictions(config, user_ids, item_ids):
     Only datasets whose generating distribution is known have them (synthetic: the true
     conditional median, which minimises expected absolute error); others return None.
     """
-    module = converter(require(config, "dataset"))
+    module = converter(require(config, "dataset"), config_get(config, "converter"))
     if not hasattr(module, "oracle"):
         return None
     options = module.read_options(config)

@@ -35,6 +35,20 @@ def test_every_converter_module_exists_in_dataset_prep():
         assert name in known_datasets(), f"{name} has a converter but no properties/dataset/{name}.yaml"
 
 
+def test_named_converters_and_raw_row_formats_are_converter_modules():
+    from dataset_prep.common import CONVERTERS, NAMED_CONVERTERS
+    from dataset_prep.raw_rows import FORMATS
+    from recbole_lda.config.registry import known_converters
+
+    assert sorted(NAMED_CONVERTERS) == sorted(known_converters())  # properties/converter/<name>.yaml each
+    modules = set(CONVERTERS.values()) | set(NAMED_CONVERTERS.values())
+    assert set(FORMATS) == modules  # every converter's raw rows can be predicted from
+    for module_name in NAMED_CONVERTERS.values():
+        module = importlib.import_module(module_name)
+        for attr in ("VERSION", "read_options", "raw_files", "default_raw_dir", "convert"):
+            assert hasattr(module, attr), f"{module_name} lacks {attr}"
+
+
 def test_top_level_of_the_package_holds_only_subpackages():
     top = ROOT / "recbole_lda"
     modules = sorted(p.name for p in top.glob("*.py"))

@@ -145,9 +145,10 @@ def test_bad_input_names_column_and_line_and_leaves_no_output(lda_run, tmp_path)
     refused(bad, r"column 'duration', line 7: '-3'", chunk_rows=2)
     bad.loc[5, "duration"] = ""
     refused(bad, r"column 'duration', line 7: ''")
-    # files of other datasets: KuaiRec's raw matrix, WeChat's device column
-    kuairec = rows.rename(columns={"item_id": "video_id", "duration": "video_duration"})
-    refused(kuairec, r"lacks column 'item_id' \(line 1 .*needs user_id, item_id, duration")
+    # files of other datasets: WeChat's raw rows, WeChat's device column (KuaiRec's raw rows are the
+    # synthetic dataset's own raw format: scored, tests/test_predict_raw.py)
+    wechat = rows.rename(columns={"user_id": "userid", "item_id": "feedid", "duration": "videoplayseconds"})
+    refused(wechat, r"lacks column 'user_id' \(line 1 .*needs user_id, item_id, duration")
     refused(rows.assign(device="2"),
             r"column 'device' \(line 1 .*\) is no field of dataset 'synthetic'.*another dataset")
     # malformed lines: more fields than the header, a column twice

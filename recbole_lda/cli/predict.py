@@ -52,6 +52,7 @@ def _summary_line(summary):
         f"({_count(summary['unknown_user_ids'], 'id')}), unknown videos: {_count(summary['unknown_items'], 'row')} "
         f"({_count(summary['unknown_item_ids'], 'id')})"
         + "".join(f", unknown {k}: {_count(v, 'row')}" for k, v in summary["unknown_tokens"].items() if v)
+        + "".join(f"; not scored ({rule}): {_count(n, 'row')}" for rule, n in summary.get("rows_not_scored", {}).items())
         + f"; written to {summary['output']}"
     )
 

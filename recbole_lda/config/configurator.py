@@ -2,7 +2,8 @@
 
 Precedence, lowest first: RecBole's overall.yaml, dataset defaults and its quick-start
 defaults for context models; then our `properties/overall.yaml`,
-`properties/model/<model>.yaml`, `properties/dataset/<dataset>.yaml`, then
+`properties/model/<model>.yaml` (a plug-in's `<Class>.yaml` beside its module),
+`properties/dataset/<dataset>.yaml`, then
 `properties/protocol/<protocol>.yaml` (the `protocol` key, from the command line, config
 dict, config files or overall.yaml; its reserved `per_dataset: {<dataset>: {...}}` block
 applies to the run's dataset only) (all shipped inside the package as
@@ -23,7 +24,7 @@ from recbole.config import Config as RecBoleConfig
 
 from recbole_lda.config.options import (OptionError, check_known, check_values, merged_specs, parse_value, properties_dir,
                                         yaml_files)
-from recbole_lda.config.registry import get_model
+from recbole_lda.config.registry import check_dataset_name, defaults_file, get_model
 from recbole_lda.utils.errors import did_you_mean
 
 # Keys that are names rather than configuration (RecBole takes them from the same dicts).
@@ -103,8 +104,8 @@ class Config(RecBoleConfig):
         root = properties_dir()
         self._our_files = [
             os.path.join(root, "overall.yaml"),
-            os.path.join(root, "model", f"{model}.yaml"),
-            os.path.join(root, "dataset", f"{dataset}.yaml"),
+            defaults_file(model),  # ours: properties/model/<model>.yaml; a plug-in's: beside its module
+            self._dataset_file(root, dataset),
         ]
         for path in self._our_files:
             if not os.path.isfile(path):
@@ -113,9 +114,19 @@ class Config(RecBoleConfig):
                 # the package is broken: never fall back to RecBole's defaults
                 raise FileNotFoundError(f"recbole-lda's default configuration {path} is missing; reinstall the package")
             loaded = self._update_internal_config_dict(path) or {}
-            if path.endswith(os.path.join("dataset", f"{dataset}.yaml")):
+            if path == self._our_files[-1]:
                 self.parameters["Dataset"] += [k for k in loaded if k not in self.parameters["Dataset"]]
         self._load_protocol(dataset)
+
+    def _dataset_file(self, root, dataset):
+        """properties/dataset/<dataset>.yaml; for a dataset without one whose configuration
+        names a converter (`converter: generic`), properties/converter/<converter>.yaml."""
+        path = os.path.join(root, "dataset", f"{dataset}.yaml")
+        converter = self.external_config_dict.get("converter")
+        if not os.path.isfile(path) and converter:
+            check_dataset_name(dataset, str(converter))  # an unknown converter, before its keys are refused
+            return os.path.join(root, "converter", f"{converter}.yaml")
+        return path
 
     def _load_protocol(self, dataset):
         """Overlay properties/protocol/<protocol>.yaml (after the dataset YAML, below config

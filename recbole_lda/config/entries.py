@@ -10,7 +10,7 @@ from recbole_lda.config.options import OptionError, parse_key_values
 
 def parse_entry(entry):
     """`LDA[lambda_ot=0;temperature=0.5]` -> ("LDA", {"lambda_ot": "0", "temperature": "0.5"})."""
-    match = re.fullmatch(r"\s*([\w-]+)\s*(?:\[(.*)\])?\s*", entry)
+    match = re.fullmatch(r"\s*([\w.:-]+)\s*(?:\[(.*)\])?\s*", entry)  # NAME or package.module:Class
     if not match:
         raise OptionError(f"bad entry {entry!r}: expected NAME or NAME[key=value;...]")
     pairs = ["--" + "=".join(part.strip() for part in pair.split("=", 1)) for pair in (match.group(2) or "").split(";")

@@ -24,6 +24,11 @@ Output: CSV with the input's columns (values as read, rows in the input's order)
 progress bar on a terminal; the output is written to a temporary file and renamed into
 place only when every row was scored.
 
+Raw rows: the rows of the raw files the model's dataset was converted from (KuaiRec's
+`video_id`, `video_duration` in ms, ...) are read too, through the converter's row rules;
+a row the converter would drop is kept with an empty prediction and the rule in a
+`dropped_by` column (recbole_lda.inference.raw_input).
+
 The same from Python, on a DataFrame: `predict_frame(model_dir, frame)`.
 """
 
@@ -42,6 +47,7 @@ from recbole.data.interaction import Interaction
 from recbole_lda.utils.errors import UsageError
 from recbole_lda.utils.fileio import atomic_output, check_writable, write_json
 from recbole_lda.inference.predict_input import InputError, as_tokens, column_name, count_rows, first_line_with_more_fields
+from recbole_lda.inference.raw_input import RawInput
 from recbole_lda.inference.saved_model import SavedModel, load
 
 PREDICTION = "prediction"
@@ -226,6 +232,13 @@ def predict_frame(model_dir, frame, device="cpu", batch_size=8192, keep_columns=
     missing or foreign column or a bad value, naming the column and the row's index label.
     """
     predictor = Predictor(model_dir, device, batch_size, keep_columns, allow_all_unknown)
+    raw = RawInput.detect(predictor.saved, [str(c) for c in frame.columns])  # the dataset's raw rows
+    if raw is not None:
+        raw.columns(list(frame.columns))
+        out = raw.score(predictor, frame.reset_index(drop=True), lambda pos: f"row {frame.index[pos]!r}")
+        out.index = frame.index
+        out.attrs["summary"] = {**predictor.summary(), "rows_not_scored": raw.not_scored}
+        return out
     renamed = frame.copy()
     renamed.columns = predictor.check_columns(frame.columns, "the DataFrame's columns")
     out = frame.copy()
@@ -270,7 +283,8 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
     start = perf_counter()
     predictor = Predictor(model_dir, device, batch_size, keep_columns, allow_all_unknown)
     sep, names = read_header(input)
-    columns = predictor.check_columns(names, f"line 1 of {input}")
+    raw = RawInput.detect(predictor.saved, names)  # the rows of the dataset's raw files (inference.raw_input)
+    columns = names if raw else predictor.check_columns(names, f"line 1 of {input}")
     show = sys.stderr.isatty() if show_progress is None else show_progress
     from tqdm import tqdm
 
@@ -283,12 +297,16 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
     with atomic_output(output) as tmp, open(tmp, "w", encoding="utf-8", newline="") as out, bar, \
             warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
-        pd.DataFrame(columns=[*columns, PREDICTION]).to_csv(out, index=False, lineterminator="\n")
+        header = raw.columns(columns) if raw else [*columns, PREDICTION]
+        pd.DataFrame(columns=header).to_csv(out, index=False, lineterminator="\n")
         try:
             for chunk in reader:
                 chunk.columns = columns
                 where = lambda pos, base=first_line: f"line {base + pos}"  # noqa: E731
-                chunk[PREDICTION] = predictor.predict(chunk, where)
+                if raw:
+                    chunk = raw.score(predictor, chunk.reset_index(drop=True), where)
+                else:
+                    chunk[PREDICTION] = predictor.predict(chunk, where)
                 chunk.to_csv(out, index=False, header=False, lineterminator="\n")
                 first_line += len(chunk)
                 bar.update(len(chunk))
@@ -304,6 +322,8 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
         except UnicodeDecodeError as err:
             raise InputError(f"{input} is not UTF-8 text ({err.reason} at byte {err.start})") from None
     summary = {**predictor.summary(), "input": input, "output": output, "total_s": round(perf_counter() - start, 3)}
+    if raw:
+        summary["rows_not_scored"] = raw.not_scored
     if summary_file:
         write_json(summary_file, summary)
     return summary

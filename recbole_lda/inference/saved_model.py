@@ -51,7 +51,7 @@ from recbole.utils import FeatureType
 import recbole_lda
 from recbole_lda.utils.fileio import atomic_output, json_safe, read_json, write_json
 from recbole_lda.utils.errors import UsageError
-from recbole_lda.config.registry import MODEL_MODULES, get_model
+from recbole_lda.config.registry import check_model_name, get_model
 from recbole_lda.inference.stand_in import SavedConfig, StandInDataset
 
 FORMAT = "recbole-lda saved model"
@@ -282,8 +282,10 @@ def _read_manifest(path):
         )
     if manifest.get("weights") not in WEIGHTS_FILES.values():
         raise SavedModelError(f"{manifest_file}: weights file must be one of {', '.join(WEIGHTS_FILES.values())}")
-    if manifest.get("model") not in MODEL_MODULES:
-        raise SavedModelError(f"{manifest_file}: unknown model {manifest.get('model')!r}")
+    try:
+        check_model_name(str(manifest.get("model")))  # ours or a plug-in (loaded, and checked, by load)
+    except UsageError as err:
+        raise SavedModelError(f"{manifest_file}: {err}") from None
     files = manifest.get("files") or {}
     for name in (CONFIG_FILE, FIELDS_FILE, FEATURES_FILE, manifest["weights"]):
         file = os.path.join(path, name)

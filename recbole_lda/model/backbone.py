@@ -92,9 +92,23 @@ class Backbone(nn.Module):
 class WatchTimeRecommender(AbstractRecommender):
     """Base of all watch-time models: a RecBole context model with the shared backbone.
 
-    Subclasses add a head and define `calculate_loss` (a tensor or a tuple of named parts,
-    see `loss_names`) and `predict`, which must return watch time in SECONDS: the evaluator
-    compares it with the label as it is.
+    The contract of a model (ours, and plug-ins: docs/extending.md; checked when a plug-in
+    is loaded, recbole_lda.config.plugins):
+
+    - Must define `__init__(config, dataset)` (call this one first: it builds `self.backbone`,
+      whose vector has `self.backbone.output_dim` entries), `calculate_loss(interaction)` (a
+      tensor, or a tuple of parts named by `loss_names`) and `predict(interaction)`, which
+      returns watch time in SECONDS: the evaluator compares it with the label as it is.
+    - May override `loss_names`, `report()`, `split_report(data_loader)`, `trainer_class`,
+      and `from_saved(config, dataset, state_dict)` (to skip costly set-up on loading).
+    - Statistics taken from the training split (`train_labels(dataset)`: labels and
+      durations) must be registered buffers: a saved model's state dict carries them, and
+      on loading the constructor sees a stand-in sample (recbole_lda.inference.stand_in)
+      whose statistics the saved buffers replace.
+    - Keys: each key the model reads from `config` is declared, with its default, in
+      `properties/model/<NAME>.yaml` (a plug-in: `<Class>.yaml` beside its module) with a
+      `# (type, range) meaning` comment; its search space for `tune` in
+      `properties/tune/<NAME>.yaml` (a plug-in: `<Class>.tune.yaml` beside its module).
     """
 
     type = ModelType.CONTEXT

@@ -27,7 +27,7 @@ from recbole_lda import compat
 from recbole_lda.quick_start import provenance
 from recbole_lda.inference import saved_model
 from recbole_lda.config.configurator import Config
-from recbole_lda.config.registry import check_dataset_name, get_trainer
+from recbole_lda.config.registry import check_dataset_name, get_trainer, requested_converter
 from recbole_lda.config.options import OptionError
 from recbole_lda.utils.fileio import atomic_output, check_writable, json_safe, write_json
 from recbole_lda.evaluator.metrics import xauc
@@ -151,7 +151,7 @@ def check_run(model, dataset, config_file_list, config_dict, cmd_overrides):
     one imported, the names, every key and value, every output path."""
     provenance.check_code_unchanged()
     compat.apply()
-    check_dataset_name(dataset)
+    check_dataset_name(dataset, requested_converter(config_file_list, config_dict, cmd_overrides))
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
     for key in OUTPUT_KEYS:
         if config[key]:

@@ -77,9 +77,12 @@ def parse_distribution(spec, where):
 
 
 def read_search_space(model, space_dir=SPACE_DIR):
-    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s, as
+    """The search space of `model`: `overall.yaml`'s keys, then `<model>.yaml`'s (a plug-in's
+    `<Class>.tune.yaml` beside its module, unless `space_dir` has `<model>.yaml`), as
     {key: {distribution: arguments}}. `<model>.yaml` must exist (it may hold no key)."""
-    model_file = os.path.join(space_dir, f"{model}.yaml")
+    from recbole_lda.config.registry import search_space_file
+
+    model_file = search_space_file(model, space_dir)  # a plug-in's: <Class>.tune.yaml beside its module
     if not os.path.isfile(model_file):
         raise FileNotFoundError(
             f"no search space for {model}: write {model_file} (an empty file tunes only the keys of overall.yaml)"
@@ -175,10 +178,11 @@ def build_studies(args, rest, space_dir=SPACE_DIR, harness_file=HARNESS_FILE):
     if len(set(entries)) != len(entries):
         raise ValueError(f"each method can be listed once, got {entries}")
     from recbole_lda.config.configurator import keys_for_runs
-    from recbole_lda.config.registry import check_dataset_name
+    from recbole_lda.config.registry import check_dataset_name, requested_converter
 
-    for name in names:
-        check_dataset_name(name)
+    for name in names:  # a dataset of one's own names its converter in its config files (converter: generic)
+        check_dataset_name(name, requested_converter(global_files + dataset_files[name], None,
+                                                     {**common, **per_dataset[name]}))
     runs = [(parse_entry(e)[0], d) for d in names for e in entries]
     shared = keys_for_runs(common, runs)  # a shared key goes to the runs that define it
     for name in names:
@@ -357,11 +361,11 @@ def check_studies(studies):
     any trial runs: an unknown key or a bad value fails the command now."""
     from recbole_lda import compat
     from recbole_lda.config.configurator import Config
-    from recbole_lda.config.registry import check_dataset_name
+    from recbole_lda.config.registry import check_dataset_name, requested_converter
 
     compat.apply()  # our metrics (valid_metric: XAUC) must be registered before a Config is built
     for study in studies:
-        check_dataset_name(study.dataset)
+        check_dataset_name(study.dataset, requested_converter(study.config_files, None, study.overrides))
         try:
             config = Config(study.model, study.dataset, study.config_files or None, None, dict(study.overrides))
         except OptionError as err:

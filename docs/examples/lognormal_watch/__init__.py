@@ -1,0 +1,1 @@
+"""An example plug-in package for recbole-lda (docs/extending.md): one watch-time model."""
