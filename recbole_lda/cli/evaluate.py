@@ -105,6 +105,7 @@ def score(options):
     from recbole_lda.distributed.ray_engine import RayExecutor
 
     with RayExecutor(address=options["ray_address"], num_workers=options["num_workers"]) as executor:
+        print(f"Ray: {executor.nodes} node(s), {executor.workers} CPU(s)", flush=True)
         return partitioned.evaluate(options["inputs"], executor, options["partitions"], **settings)
 
 

@@ -28,6 +28,7 @@ class RayExecutor:
         else:
             ray.init(num_cpus=num_workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", 1))
+        self.nodes = sum(1 for node in ray.nodes() if node["Alive"])
 
     def submit(self, fn, *args, num_returns=1):
         if fn not in self._remote:

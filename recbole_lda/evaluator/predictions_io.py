@@ -4,7 +4,8 @@ Columns: user_id, item_id, duration, label, prediction (more are ignored); CSV (
 header) or Parquet; a folder stands for its .csv and .parquet files in name order. Rows
 are taken in the order of the files as given, then in file order: that is the input
 order that xauc_blocks and CWM's tie rule follow. duration, label and prediction are
-read as float64; user_id as int64 when a file's ids are integers, else as text (every
+read as float64 (an empty label or prediction is NaN, which makes every figure None, as in
+`all_conventions`); user_id as int64 when a file's ids are integers, else as text (every
 file must then have text ids). Bad input raises `PredictionsError` naming the file and
 column.
 """
@@ -74,6 +75,8 @@ def read_columns(path, columns):
     out = {}
     for name in columns:
         column = table.column(name)
+        if column.null_count and name in ("label", "prediction"):  # an empty cell or "nan": NaN, as pandas reads it
+            column = column.cast(pa.float64()).fill_null(float("nan"))
         if column.null_count:
             raise PredictionsError(f"{path}: column {name} has {column.null_count} empty value(s)")
         if name in NUMBERS:
