@@ -10,7 +10,8 @@ instance of --num_workers CPUs started by the command) on --rows rows. Per case:
 time, and the peak resident memory of every process of the command's tree (the driver,
 Ray's gcs_server and raylet, which holds the object store, and each worker), sampled
 every 0.2 s with psutil (a spike shorter than that can be missed; shared object-store
-pages count in every process that maps them), and its CPU time (user + system, at the
+pages count in every process that maps them, so the private part, resident minus shared,
+is given too), and its CPU time (user + system, at the
 last sample); os.wait4's ru_maxrss of the driver (which includes its reaped children) is
 given too. On a shared machine CPU time is the steadier figure. Writes the figures as JSON to --output; the data are deleted unless --keep.
 
@@ -68,13 +69,14 @@ def _sample(root, peaks, stop):
             break
         for p in procs:
             try:
-                rss, cpu = p.memory_info().rss, p.cpu_times()
+                memory, cpu = p.memory_info(), p.cpu_times()
                 name = " ".join(p.cmdline()[:2])[:60]
             except psutil.Error:
                 continue
-            entry = peaks.setdefault(p.pid, {"names": set(), "rss": 0, "cpu": 0.0})
+            entry = peaks.setdefault(p.pid, {"names": set(), "rss": 0, "private": 0, "cpu": 0.0})
             entry["names"].add(name)
-            entry["rss"], entry["cpu"] = max(entry["rss"], rss), cpu.user + cpu.system
+            entry["rss"], entry["cpu"] = max(entry["rss"], memory.rss), cpu.user + cpu.system
+            entry["private"] = max(entry["private"], memory.rss - memory.shared)
         stop.wait(0.2)
 
 
@@ -96,14 +98,18 @@ def run_case(command, label):
     if os.waitstatus_to_exitcode(status):
         raise RuntimeError(f"{label} failed:\n{out[-3000:]}")
     processes = [{"pid": pid, "names": sorted(e["names"]), "peak_rss_mib": round(e["rss"] / 2**20, 1),
-                  "cpu_s": round(e["cpu"], 1)} for pid, e in sorted(peaks.items(), key=lambda kv: -kv[1]["rss"])]
+                  "peak_private_mib": round(e["private"] / 2**20, 1), "cpu_s": round(e["cpu"], 1)}
+                 for pid, e in sorted(peaks.items(), key=lambda kv: -kv[1]["rss"])]
     result = {"command": " ".join(command), "wall_s": round(wall, 2),
               "driver_and_reaped_children_ru_maxrss_mib": round(usage.ru_maxrss / 1024, 1),
+              "driver_and_reaped_children_cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
               "max_process_peak_rss_mib": max((p["peak_rss_mib"] for p in processes), default=None),
+              "max_process_peak_private_mib": max((p["peak_private_mib"] for p in processes), default=None),
               "cpu_s_all_processes": round(sum(p["cpu_s"] for p in processes), 1),
               "processes": processes, "output": out.strip().splitlines()[-1]}
-    print(f"{label}: wall {result['wall_s']} s, cpu {result['cpu_s_all_processes']} s, "
-          f"largest process {result['max_process_peak_rss_mib']} MiB", flush=True)
+    print(f"{label}: wall {result['wall_s']} s, cpu {result['cpu_s_all_processes']} s, largest process "
+          f"{result['max_process_peak_rss_mib']} MiB resident, {result['max_process_peak_private_mib']} MiB private",
+          flush=True)
     return result
 
 
