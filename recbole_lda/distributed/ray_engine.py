@@ -26,7 +26,9 @@ class RayExecutor:
         if address:
             ray.init(address=address, logging_level="WARNING", log_to_driver=False)
         else:
-            ray.init(num_cpus=num_workers, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+            # address="local": always a new instance (never a cluster that `ray start` left on this machine)
+            ray.init(address="local", num_cpus=num_workers, include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", 1))
         self.nodes = sum(1 for node in ray.nodes() if node["Alive"])
 
