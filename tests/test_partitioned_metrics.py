@@ -2,7 +2,7 @@
 executor, `python -m recbole_lda evaluate`).
 
 Tie-heavy predictions (few label values, few prediction values, durations on the bucket
-edges) spread over CSV and Parquet files of uneven sizes (one of a single row, several
+edges) spread over CSV and Parquet files of uneven sizes (one of a single row, an empty one, several
 shorter than a block, so that blocks straddle files) are scored over 1, 2 and 7
 partitions: in this process, on a local Ray instance, and on a 2-node Ray cluster started
 here on 127.0.0.1 (`ray start --head` and `ray start --address`). Every figure must equal
@@ -30,7 +30,7 @@ from recbole_lda.utils.fileio import read_json
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = 64
-CUTS = [0, 1, 40, 100, 700, 1500, 1530, 2400]  # file bounds: a 1-row file, files shorter than a block
+CUTS = [0, 1, 40, 40, 100, 700, 1500, 1530, 2400]  # file bounds: a 1-row file, an empty one, files shorter than a block
 
 
 def tie_heavy(n=2400, seed=3):
@@ -121,7 +121,7 @@ def test_partitions_in_this_process_equal_one_process(data, partitions):
 def test_user_ids_as_text_and_other_edges(tmp_path):
     frame = tie_heavy(n=600, seed=5)
     frame["user_id"] = "u" + frame["user_id"].astype(str)
-    paths = write_parts(frame.iloc[:600], str(tmp_path))[:5]  # rows 0..700 -> the first 600
+    paths = write_parts(frame.iloc[:600], str(tmp_path))[:6]  # rows 0..700 -> the first 600
     kw = {"edges": (5.0, 50.0), "block_size": 7, "min_rows": 3}
     expected = partitioned.single_process(paths, **kw)
     assert expected["bucket_50+_rows"] > 0 and expected["xgauc_cwm"] is not None
@@ -131,7 +131,7 @@ def test_user_ids_as_text_and_other_edges(tmp_path):
 def test_nan_gives_none_as_in_one_process(tmp_path):
     frame = tie_heavy(n=300)
     frame.loc[150, "prediction"] = np.nan
-    paths = write_parts(frame.iloc[:300], str(tmp_path))[:4]
+    paths = write_parts(frame.iloc[:300], str(tmp_path))[:5]
     expected = partitioned.single_process(paths)
     assert expected["xauc"] is None and expected["mae"] is None and expected["bucket_0-6_rows"] > 0
     check_equal(partitioned.evaluate(paths, partitioned.SerialExecutor(), 2), expected)

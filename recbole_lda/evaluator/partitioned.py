@@ -242,7 +242,7 @@ def _users(results):
 
 
 def _check_scans(files, scans):
-    kinds = {s["user_kind"] for s in scans}
+    kinds = {s["user_kind"] for s in scans if s["rows"]}  # an empty file has no types to go by
     if len(kinds) > 1:
         raise PredictionsError("user_id is integer in some files and text in others: give every file the same kind")
     if not sum(s["rows"] for s in scans):

@@ -59,7 +59,7 @@ def _read_table(path, columns):
         table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
             column_types=types, include_columns=list(columns), include_missing_columns=True))
         with open(path, encoding="utf-8") as f:
-            present = f.readline().strip().split(",")
+            present = [c.strip().strip("\"") for c in f.readline().strip().split(",")]
         return [c for c in COLUMNS if c not in present], table
     except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as err:
         raise PredictionsError(f"{path}: cannot read predictions: {str(err).splitlines()[0]}") from None
@@ -95,6 +95,7 @@ def read_columns(path, columns):
 def read_all(files, columns=COLUMNS):
     """The named columns of every file, concatenated in input order (one process)."""
     parts = [read_columns(path, columns) for path in files]
+    parts = [p for p in parts if len(p[columns[0]])] or parts[:1]  # an empty file has no types to go by
     kinds = {p["user_id"].dtype.kind for p in parts} if "user_id" in columns else set()
     if len(kinds) > 1:
         raise PredictionsError("user_id is integer in some files and text in others: give every file the same kind")
