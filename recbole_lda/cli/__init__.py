@@ -19,6 +19,7 @@ COMMANDS = {
     "curves": ("curves", "learning curves of compare folders"),
     "predict": ("predict", "score rows with a saved model"),
     "download": ("download", "fetch and unpack a public dataset's raw files"),
+    "evaluate": ("evaluate", "every metric of predictions files, exact, in one process or over Ray"),
 }
 
 USAGE = "usage: python -m recbole_lda COMMAND [--key=value ...] [--debug]\n\ncommands:\n" + "\n".join(
@@ -73,3 +74,7 @@ def curves_main(argv=None):
 
 def download_main(argv=None):
     return guarded(command_main("download"), argv)
+
+
+def evaluate_main(argv=None):
+    return guarded(command_main("evaluate"), argv)

@@ -90,6 +90,8 @@ def _argsort_dense(x):
     if x.dtype.kind not in "biuf":
         _, inverse = np.unique(x, return_inverse=True)
         x = inverse.ravel()
+    if x.dtype.kind in "biu" and n and int(x.max()) - int(x.min()) < 1 << 16:
+        return _argsort_small(x)
     key = _sortable(x)
     ib = max(int(n - 1).bit_length(), 1)
     shift = 0
@@ -120,6 +122,16 @@ def _argsort_dense(x):
         new[same] = key[order[same]] != key[order[same + 1]]
     ranks = np.zeros(n, dtype=_index_dtype(n))
     np.cumsum(new, dtype=ranks.dtype, out=ranks[1:])
+    return order, ranks
+
+
+def _argsort_small(x):
+    """`_argsort_dense` of integers in a range under 2^16: numpy's stable sort of uint16 is a radix sort."""
+    shifted = np.subtract(x, int(x.min()), dtype=np.int64).astype(np.uint16)
+    order = np.argsort(shifted, kind="stable")
+    ranks = np.zeros(len(x), dtype=_index_dtype(len(x)))
+    sorted_values = shifted[order]
+    np.cumsum(sorted_values[1:] != sorted_values[:-1], dtype=ranks.dtype, out=ranks[1:])
     return order, ranks
 
 

@@ -68,6 +68,7 @@ decreasing size, so that no merge crosses a segment and small segments stop earl
 
 import numpy as np
 
+from recbole_lda.evaluator import exact_sum
 from recbole_lda.evaluator.pair_counts import Prepared, as_array, dense_ranks, pair_counts, ranges, tie_runs
 
 DADF_EDGES = (6.0, 10.0, 18.0, 32.0, 120.0)
@@ -102,7 +103,11 @@ def _cwm(c):
 def _global(prep):
     if prep.nan:
         return {"xauc": None, "xauc_dadf": None, "xauc_cwm": None}
-    c = prep.counts()
+    return global_scores(prep.counts())
+
+
+def global_scores(c):
+    """xauc, xauc_dadf and xauc_cwm from the pair counts of all rows (arrays of one entry)."""
     num2, den, conc, _ = _figures(c)
     return {"xauc": _ratio(num2[0] / 2, den[0]), "xauc_dadf": _ratio(conc[0], c["T"][0]),
             "xauc_cwm": float(_cwm(c)[0])}
@@ -164,9 +169,15 @@ def xauc_blocks(labels, preds, block_size=HEGM_BLOCK_SIZE):
 def _blocks(prep, block_size):
     if block_size < 1:
         raise ValueError(f"block_size must be >= 1, got {block_size}")
-    n, nblocks = prep.n, -(-prep.n // block_size)
-    if n == 0 or prep.nan:
+    if prep.n == 0 or prep.nan:
         return None
+    num2, den, _, _ = _figures(block_counts(prep, block_size))
+    return _ratio(num2.sum() / 2, den.sum())
+
+
+def block_counts(prep, block_size):
+    """Pair counts per block of `block_size` consecutive rows (the last may be shorter)."""
+    n, nblocks = prep.n, -(-prep.n // block_size)
     if block_size > _BLOCK_ROWS:
         c = prep.counts(np.arange(n) // block_size, nblocks)
     else:  # sort each block by (prediction rank, row) in a row of a 2-D view
@@ -188,8 +199,7 @@ def _blocks(prep, block_size):
         sizes = np.full(nblocks, block_size, dtype=np.int64)
         sizes[-1] = n - (nblocks - 1) * block_size
         c = pair_counts(seq, sizes, prep.vbits, seq[ranges(start, length)], length, start // block_size)
-    num2, den, _, _ = _figures(c)
-    return _ratio(num2.sum() / 2, den.sum())
+    return c
 
 
 def xgauc(labels, preds, users):
@@ -216,14 +226,24 @@ def _users(prep, users):
         raise ValueError(f"users must have one entry per row, got {len(users)} for {len(prep.y)} rows")
     if prep.n == 0 or prep.nan:
         return None, None
-    ids = dense_ranks(users)
+    return user_scores(*user_figures(prep, dense_ranks(users)))
+
+
+def user_figures(prep, ids):
+    """Per user (`ids`: dense ids 0..k-1 per row): 2 * ours' numerator, ours' denominator,
+    rows, CWM's XAUC and whether the user's labels sum to more than 0."""
     nseg = int(ids.max()) + 1
     c = prep.counts(ids, nseg)
     num2, den, _, _ = _figures(c)
     rows = np.bincount(ids, minlength=nseg)
     keep = np.bincount(ids, weights=prep.y.astype(np.float64), minlength=nseg) > 0
-    cwm = _ratio(float((rows * _cwm(c))[keep].sum()), float(rows[keep].sum()))
-    return _ratio(num2.sum() / 2, den.sum()), cwm
+    return num2, den, rows, _cwm(c), keep
+
+
+def user_scores(num2, den, rows, cwm, keep):
+    """(xgauc, xgauc_cwm) from the per-user figures of `user_figures`, users in sorted id order
+    (CWM's average is a float sum, so the order fixes its last bits)."""
+    return _ratio(num2.sum() / 2, den.sum()), _ratio(float((rows * cwm)[keep].sum()), float(rows[keep].sum()))
 
 
 def bucket_names(edges=DADF_EDGES):
@@ -238,7 +258,8 @@ def bucket_metrics(labels, preds, durations, edges=DADF_EDGES, min_rows=DADF_MIN
     Buckets are left-closed, [a, b): bucket i holds edges[i-1] <= duration < edges[i]; the
     first holds every duration below edges[0] (named from 0), the last every duration >=
     edges[-1]. Returns {name: {"rows", "mae", "xauc", "xauc_dadf"}}: mae = mean |label -
-    pred| (in the labels' unit), xauc ours, xauc_dadf DADF's; None where a bucket has fewer
+    pred| in float64 (in the labels' unit; the exact mean, correctly rounded:
+    `recbole_lda.evaluator.exact_sum`, so that partitions give the same), xauc ours, xauc_dadf DADF's; None where a bucket has fewer
     than `min_rows` rows (DADF: 10), where a figure is undefined, or when NaN is in.
     """
     return _buckets(Prepared(labels, preds), durations, edges, min_rows)
@@ -252,21 +273,29 @@ def _buckets(prep, durations, edges, min_rows):
         raise ValueError(f"bucket edges must be increasing, got {edges.tolist()}")
     if durations.dtype.kind not in "biuf" or np.isnan(durations.astype(np.float64)).any():
         raise ValueError("durations must be numbers, not NaN")
-    bucket = np.searchsorted(edges, durations, side="right")  # = np.digitize(durations, edges)
+    bucket = duration_buckets(durations, edges)
     nb = len(edges) + 1
     rows = np.bincount(bucket, minlength=nb)
     if prep.nan:
-        c = None
-    else:
-        err = np.abs(prep.y.astype(np.float64) - prep.p.astype(np.float64))
-        mae = np.bincount(bucket, weights=err, minlength=nb) / np.maximum(rows, 1)
-        c = prep.counts(bucket, nb) if prep.n else None
+        return bucket_table(edges, rows, None, None, min_rows)
+    err = np.abs(prep.y.astype(np.float64) - prep.p.astype(np.float64))
+    mae = [exact_sum.mean(state, count) for state, count in zip(exact_sum.sum_state(err, bucket, nb), rows)]
+    return bucket_table(edges, rows, mae, prep.counts(bucket, nb) if prep.n else None, min_rows)
+
+
+def duration_buckets(durations, edges):
+    """Bucket of every duration: i for edges[i-1] <= duration < edges[i] (= np.digitize)."""
+    return np.searchsorted(edges, durations, side="right")
+
+
+def bucket_table(edges, rows, mae, c, min_rows):
+    """{bucket name: {rows, mae, xauc, xauc_dadf}} from rows, exact MAE and pair counts per bucket."""
     out = {}
     for b, name in enumerate(bucket_names(edges)):
         out[name] = {"rows": int(rows[b]), "mae": None, "xauc": None, "xauc_dadf": None}
         if c is not None and rows[b] >= max(min_rows, 1):
             num2, den, conc, _ = _figures({k: v[b:b + 1] for k, v in c.items()})
-            out[name].update(mae=float(mae[b]), xauc=_ratio(num2[0] / 2, den[0]),
+            out[name].update(mae=mae[b], xauc=_ratio(num2[0] / 2, den[0]),
                              xauc_dadf=_ratio(conc[0], c["T"][b]))
     return out
 

@@ -1,0 +1,50 @@
+"""Every Ray call of the partitioned computations (Ray core 2.6.3: `ray.init`, `ray.remote`,
+`ray.get`, `ray.shutdown`). Ray Data is not used: it does not work with this project's pins
+(see ../shared/docs/environment.md, "Ray 2.6.3 beyond Tune"); tasks read Parquet and CSV
+with pyarrow themselves.
+
+`RayExecutor` is the executor of `recbole_lda.evaluator.partitioned.evaluate`: `submit`
+runs a function as a Ray task (one CPU each) and returns object references, which later
+tasks take as arguments without the driver fetching them; `get` fetches results.
+"""
+
+import os
+import warnings
+
+
+class RayExecutor:
+    """Tasks on a Ray cluster at `address` (HOST:PORT), or on a local Ray instance of
+    `num_workers` CPUs started here and stopped by `close`."""
+
+    def __init__(self, address=None, num_workers=None):
+        with warnings.catch_warnings():  # Ray 2.6.3 imports pkg_resources, which warns on import
+            warnings.simplefilter("ignore")
+            import ray
+
+        self._ray, self._remote = ray, {}
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        if address:
+            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+        else:
+            # address="local": always a new instance (never a cluster that `ray start` left on this machine)
+            ray.init(address="local", num_cpus=num_workers, include_dashboard=False, logging_level="WARNING",
+                     log_to_driver=False)
+        self.workers = int(ray.cluster_resources().get("CPU", 1))
+        self.nodes = sum(1 for node in ray.nodes() if node["Alive"])
+
+    def submit(self, fn, *args, num_returns=1):
+        if fn not in self._remote:
+            self._remote[fn] = self._ray.remote(num_cpus=1)(fn)
+        return self._remote[fn].options(num_returns=num_returns).remote(*args)
+
+    def get(self, handles):
+        return self._ray.get(handles)
+
+    def close(self):
+        self._ray.shutdown()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
