@@ -20,7 +20,7 @@ import pytest
 
 from recbole_lda.config import registry
 from recbole_lda.config.configurator import Config
-from recbole_lda.config.options import OptionError
+from recbole_lda.config.options import OptionError, parse_key_values
 from recbole_lda.config.plugins import PluginError
 from recbole_lda.tuning.studies import read_search_space, SPACE_DIR
 from recbole_lda.utils.errors import UnknownNameError
@@ -161,15 +161,17 @@ def command(*args, cwd, site, timeout=400):
 
 
 def test_plugin_through_compare_tune_leaderboard_save_and_predict(example, tmp_path):
-    data = ["--dataset=synthetic", "--data_path=data", *SMALL]
-    one_thread = "--torch_num_threads=1"  # tune sets it from --cpus_per_trial
-    # compare, with the class named as package.module:Class and an override in brackets
-    command("compare", "--models=lognormal_watch.lognormal:LogNormal[point=mean]", "--seeds=1",
-            "--output_dir=cmp", *data[1:], one_thread, cwd=tmp_path, site=example)
-    summary = pd.read_csv(tmp_path / "cmp" / "summary.csv")
+    from recbole_lda.quick_start import run
+    from recbole_lda.quick_start.compare import compare
+
+    data = ["--dataset=synthetic", f"--data_path={tmp_path / 'data'}", *SMALL]
+    keys = {**parse_key_values(data[1:]), "torch_num_threads": "1"}  # tune sets threads from --cpus_per_trial
+    # compare (in this process), with the class named as package.module:Class and an override in brackets
+    summary = compare(["lognormal_watch.lognormal:LogNormal[point=mean]"], ["synthetic"], 1, str(tmp_path / "cmp"),
+                      keys)
     assert list(summary["model"]) == ["lognormal_watch.lognormal:LogNormal[point=mean]"]
-    run = json.loads(next((tmp_path / "cmp" / "runs").glob("*.json")).read_text())
-    assert run["hyperparameters"]["point"] == "mean" and summary["mae_mean"][0] == run["test_result"]["mae"]
+    result = json.loads(next((tmp_path / "cmp" / "runs").glob("*.json")).read_text())
+    assert result["hyperparameters"]["point"] == "mean" and summary["mae_mean"][0] == result["test_result"]["mae"]
 
     # tune: the plug-in (by its entry-point name) beside VR, on the same budget; the leaderboard
     command("tune", "--models=VR,LogNormal", "--datasets=synthetic", "--num_samples=1", "--seeds=1",
@@ -180,9 +182,9 @@ def test_plugin_through_compare_tune_leaderboard_save_and_predict(example, tmp_p
     assert study["settings"]["space"]["min_sigma"] == {"choice": [0.01, 0.05, 0.2]}
     assert study["best"]["params"]["min_sigma"] in (0.01, 0.05, 0.2)
 
-    # save, then predict the run's own test rows: the same predictions
-    command("run", "--model=LogNormal", *data, "--save_model_dir=model", "--predictions_file=test_pred.csv",
-            one_thread, cwd=tmp_path, site=example)
+    # save, then predict the run's own test rows in a new process: the same predictions
+    run("LogNormal", "synthetic", cmd_overrides={**keys, "save_model_dir": str(tmp_path / "model"),
+                                                 "predictions_file": str(tmp_path / "test_pred.csv")})
     test_pred = pd.read_csv(tmp_path / "test_pred.csv")
     rows = test_pred[["user_id", "item_id", "duration"]]
     rows.to_csv(tmp_path / "rows.csv", index=False)
