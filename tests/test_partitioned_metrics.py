@@ -51,7 +51,7 @@ def write_parts(frame, folder):
     for k, (a, b) in enumerate(zip(CUTS[:-1], CUTS[1:])):
         path = os.path.join(folder, f"part{k}.{'parquet' if k % 2 else 'csv'}")
         part = frame.iloc[a:b]
-        part.to_parquet(path, index=False) if k % 2 else part.to_csv(path, index=False)
+        part.to_parquet(path, index=False, row_group_size=100) if k % 2 else part.to_csv(path, index=False)
         paths.append(path)
     return paths
 
@@ -110,12 +110,22 @@ def test_partitions_in_this_process_equal_one_process(data, partitions):
     for key in partitioned.KEYS:  # pair counts of all rows and of every bucket, as integers
         assert counts[key].tolist() == reference[key].tolist(), key
     assert counts["Ty"][0] > 0 and counts["Tp"][0] > 0 and counts["E"][0] > 0  # ties of every kind occur
-    scans = [partitioned.scan_file(p, i, xauc.DADF_EDGES) for i, p in enumerate(paths)]
+    scans = [partitioned.scan_file((p, None), i, xauc.DADF_EDGES) for i, p in enumerate(paths)]
     the_plan = partitioned.plan(scans, partitions, xauc.DADF_EDGES, BLOCK)
     # the rows really fall into that many label ranges and prediction ranges
     used = [len(np.unique(np.searchsorted(the_plan[k], frame[c], side="right")))
             for k, c in (("label_bounds", "label"), ("pred_bounds", "prediction"))]
     assert used == [min(partitions, 9), min(partitions, 6)]
+
+
+def test_parquet_files_read_in_runs_of_row_groups(data):
+    frame, paths, folder = data
+    parts = partitioned.input_parts(paths, 150)
+    assert [(os.path.basename(p), g) for p, g in parts if p.endswith("part5.parquet")] == [
+        ("part5.parquet", (0, 1)), ("part5.parquet", (2, 3)), ("part5.parquet", (4, 5)), ("part5.parquet", (6, 7))]
+    assert len(parts) == 15  # 4 CSV files whole; Parquet: 39 and 60 rows in one group each, 800 rows in 4 runs, 870 in 5
+    expected = partitioned.single_process([folder], block_size=BLOCK)
+    check_equal(partitioned.evaluate(paths, partitioned.SerialExecutor(), 3, block_size=BLOCK, part_rows=150), expected)
 
 
 def test_user_ids_as_text_and_other_edges(tmp_path):

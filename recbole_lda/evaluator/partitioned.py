@@ -32,7 +32,7 @@ import numpy as np
 
 from recbole_lda.evaluator import exact_sum, xauc
 from recbole_lda.evaluator.pair_counts import Prepared, dense_ranks
-from recbole_lda.evaluator.predictions_io import PredictionsError, input_files, read_all, read_columns
+from recbole_lda.evaluator.predictions_io import PredictionsError, input_files, input_parts, read_all, read_columns
 
 PARTITION_ROWS = 4_000_000  # default rows per range: bounds the memory of a task
 SAMPLE_ROWS = 4096  # sampled labels and predictions per file, for the range bounds
@@ -70,9 +70,11 @@ def mae_rmse(labels, preds):
 
 # --------------------------------------------------------------------------- pass 1: scan
 
-def scan_file(path, index, edges):
-    """Rows, NaN, a sample of labels and predictions, exact error sums per bucket, id kind."""
-    data = read_columns(path, ("user_id", "duration", "label", "prediction"))
+def scan_file(part, index, edges):
+    """Rows, NaN, a sample of labels and predictions, exact error sums per bucket, id kind.
+    `part`: (path, Parquet row groups or None for the whole file), as every pass takes it."""
+    path = part[0]
+    data = read_columns(path, ("user_id", "duration", "label", "prediction"), part[1])
     y, p, d = data["label"], data["prediction"], data["duration"]
     if np.isnan(d).any():
         raise PredictionsError(f"{path}: column duration has NaN")
@@ -117,14 +119,14 @@ def _block_figures(y, p, block_size):
     return int(num2.sum()), int(den.sum())
 
 
-def grid_file(path, offset, the_plan):
+def grid_file(part, offset, the_plan):
     """Pass 2 for one file: (summary, label-range pieces..., column pieces...).
 
     summary: the blocks inside the file (pooled figures), the pieces of blocks it shares
     (block id, labels, predictions), and the cell counts H per bucket. A label-range piece
     holds (labels, column, bucket) of its rows; a column piece (labels, predictions,
     bucket) in input order."""
-    data = read_columns(path, ("duration", "label", "prediction"))
+    data = read_columns(part[0], ("duration", "label", "prediction"), part[1])
     y, p, b = data["label"], data["prediction"], xauc.duration_buckets(data["duration"], the_plan["edges"])
     b = b.astype(np.uint8)
     size, n = the_plan["block_size"], len(y)
@@ -188,10 +190,10 @@ def _user_groups(users, groups):
     return np.fromiter((zlib.crc32(u.encode()) % groups for u in users), dtype=np.int64, count=len(users))
 
 
-def user_file(path, groups):
+def user_file(part, groups):
     """Pass 3 for one file: (labels, predictions, users) of each user group, in input order
     (one piece itself when groups is 1)."""
-    data = read_columns(path, ("user_id", "label", "prediction"))
+    data = read_columns(part[0], ("user_id", "label", "prediction"), part[1])
     y, p, u = data["label"], data["prediction"], data["user_id"]
     group = _user_groups(u, groups)
     pieces = tuple((y[i], p[i], u[i]) for i in (np.flatnonzero(group == g) for g in range(groups)))
@@ -250,12 +252,13 @@ def _check_scans(files, scans):
 
 
 def evaluate(paths, executor, partitions=None, edges=xauc.DADF_EDGES, block_size=xauc.HEGM_BLOCK_SIZE,
-             min_rows=xauc.DADF_MIN_ROWS, counts=None):
+             min_rows=xauc.DADF_MIN_ROWS, counts=None, part_rows=PARTITION_ROWS):
     """Every metric of `single_process`, over `partitions` label ranges, prediction ranges and
     user groups, each pass a set of tasks of `executor`; the same dict, exactly. `counts`, a
-    dict, receives the pooled integer pair counts (for tests). partitions=None: enough for
+    dict, receives the pooled integer pair counts (for tests). A Parquet file is read in runs
+    of row groups of about `part_rows` rows (`input_parts`). partitions=None: enough for
     about PARTITION_ROWS rows each, and at least one per worker of the executor."""
-    files, nb = input_files(paths), len(edges) + 1
+    files, nb = input_parts(input_files(paths), part_rows), len(edges) + 1
     scans = executor.get([executor.submit(scan_file, f, i, edges) for i, f in enumerate(files)])
     _check_scans(files, scans)
     bucket_rows = sum(s["bucket_rows"] for s in scans)

@@ -45,7 +45,35 @@ def input_files(paths):
     return files
 
 
-def _read_table(path, columns):
+def input_parts(files, part_rows=None):
+    """(path, row groups) per part of the input, in order: a Parquet file in runs of whole row
+    groups of about `part_rows` rows (a task then reads one run, not the whole file); a CSV
+    file, or any file when part_rows is None, whole (row groups None)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    parts = []
+    for path in files:
+        if not part_rows or not path.endswith(".parquet"):
+            parts.append((path, None))
+            continue
+        try:
+            meta = pq.ParquetFile(path).metadata
+        except (pa.ArrowInvalid, OSError) as err:
+            raise PredictionsError(f"{path}: cannot read predictions: {str(err).splitlines()[0]}") from None
+        run, rows, first = [], 0, len(parts)
+        for group in range(meta.num_row_groups):
+            run.append(group)
+            rows += meta.row_group(group).num_rows
+            if rows >= part_rows:
+                parts.append((path, tuple(run)))
+                run, rows = [], 0
+        if run or len(parts) == first:
+            parts.append((path, tuple(run) if run else None))
+    return parts
+
+
+def _read_table(path, columns, row_groups=None):
     import pyarrow as pa
     import pyarrow.csv as pcsv
     import pyarrow.parquet as pq
@@ -54,7 +82,11 @@ def _read_table(path, columns):
         if path.endswith(".parquet"):
             present = pq.read_schema(path).names
             missing = [c for c in COLUMNS if c not in present]
-            return missing, (None if missing else pq.read_table(path, columns=list(columns)))
+            if missing:
+                return missing, None
+            if row_groups is None:
+                return missing, pq.read_table(path, columns=list(columns))
+            return missing, pq.ParquetFile(path).read_row_groups(list(row_groups), columns=list(columns))
         types = {c: pa.float64() for c in NUMBERS}
         table = pcsv.read_csv(path, convert_options=pcsv.ConvertOptions(
             column_types=types, include_columns=list(columns), include_missing_columns=True))
@@ -65,11 +97,12 @@ def _read_table(path, columns):
         raise PredictionsError(f"{path}: cannot read predictions: {str(err).splitlines()[0]}") from None
 
 
-def read_columns(path, columns):
-    """{column: numpy array} of the named columns of one predictions file (see the module docstring)."""
+def read_columns(path, columns, row_groups=None):
+    """{column: numpy array} of the named columns of one predictions file, or of the given row
+    groups of a Parquet file (see the module docstring)."""
     import pyarrow as pa
 
-    missing, table = _read_table(path, columns)
+    missing, table = _read_table(path, columns, row_groups)
     if missing:
         raise PredictionsError(f"{path}: missing column(s) {', '.join(missing)} (expected {', '.join(COLUMNS)})")
     out = {}
