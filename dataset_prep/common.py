@@ -38,6 +38,7 @@ CONVERTERS = {
     "kuairec": "dataset_prep.kuairec",
     "wechat": "dataset_prep.wechat",
     "kuairand": "dataset_prep.kuairand",
+    "synthetic_kuairand": "dataset_prep.synthetic_kuairand",
 }
 # Converters a dataset of one's own names with the `converter` key (no dataset YAML needed).
 NAMED_CONVERTERS = {"generic": "dataset_prep.generic"}

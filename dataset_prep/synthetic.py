@@ -106,6 +106,12 @@ def read_options(config):
     options = kuairec.read_options(config)
     if options["kuairec_matrix"] != "big":
         raise ValueError("the synthetic generator writes big_matrix.csv only: set kuairec_matrix: big")
+    return options | read_generator_keys(config)
+
+
+def read_generator_keys(config):
+    """The four generator keys (GENERATOR_KEYS), validated: counts >= 1, a seed >= 0."""
+    options = {}
     for key in GENERATOR_KEYS:
         value = require(config, key)
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if key == "synthetic_seed" else 1):
@@ -161,12 +167,19 @@ def load_params(raw_dir):
 
 def mixture(params, users, items):
     """Component weights (n, 4) and log watch-ratio locations (n, 4) of (user, video) rows."""
-    u, v = params["user_factors"][users], params["item_factors"][items]
+    return mixture_rows(params, params["user_factors"][users], params["user_bias"][users],
+                        params["item_factors"][items], params["item_bias"][items], params["item_duration_ms"][items])
+
+
+def mixture_rows(params, u, user_bias, v, item_bias, duration_ms):
+    """`mixture` from each row's user and video latents, biases and duration (ms); the
+    constants come from `params` (the KuaiRand-format generator computes the video's
+    latents from its id instead of a table)."""
     half = u.shape[1] // 2
     scale = params["interest_scale"] / np.sqrt(half)
-    e_watch = scale * np.einsum("ij,ij->i", u[:, :half], v[:, :half]) + params["user_bias"][users, 0] + params["item_bias"][items, 0]
-    e_replay = scale * np.einsum("ij,ij->i", u[:, half:], v[:, half:]) + params["user_bias"][users, 1] + params["item_bias"][items, 1]
-    z = (np.log(params["item_duration_ms"][items] / 1000.0) - np.log(params["duration_median_s"])) / params["duration_sigma"]
+    e_watch = scale * np.einsum("ij,ij->i", u[:, :half], v[:, :half]) + user_bias[:, 0] + item_bias[:, 0]
+    e_replay = scale * np.einsum("ij,ij->i", u[:, half:], v[:, half:]) + user_bias[:, 1] + item_bias[:, 1]
+    z = (np.log(duration_ms / 1000.0) - np.log(params["duration_median_s"])) / params["duration_sigma"]
     logits = (
         params["weight_base"]
         + params["weight_duration_slope"] * z[:, None]
