@@ -26,6 +26,7 @@ import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from recbole_lda.utils.fileio import read_json
@@ -123,6 +124,16 @@ def converter(name, kind=None):
 def short_hash(obj):
     """A 16-hex-digit digest of a JSON-serialisable object."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def splitmix64(x):
+    """SplitMix64's finaliser on a uint64 array: a bijection that mixes every bit (so
+    distinct inputs give distinct outputs; wrapping arithmetic is intended)."""
+    with np.errstate(over="ignore"):
+        x = x + np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
 
 
 def file_signature(paths):

@@ -96,6 +96,9 @@ VIDEO_COLUMNS = {
     "music_type": "int",
 }
 TAG_LIST = r"\s*\d+(\s*,\s*\d+)*\s*"
+# What read_video_features reads: integer tokens as floats (27K has missing values).
+VIDEO_READ_COLUMNS = ({"video_id": "int"} | {c: "float" if t == "int" else t for c, t in VIDEO_COLUMNS.items()}
+                      | {"tag": "str", "video_duration": "float"})
 # log_standard_4_08_to_4_21_pure.csv, log_standard_4_22_to_5_08_27k_part1.csv -> variant "pure", "27k".
 LOG_NAME = re.compile(r"log_(?:standard|random)_\d+_\d+_to_\d+_\d+_(?P<variant>.+?)(?:_part\d+)?\.csv")
 
@@ -276,13 +279,17 @@ def read_video_features(path, video_ids, missing=None):
     """video_features_basic rows of the given videos, keyed by item_id: the VIDEO_COLUMNS
     tokens, tag (space-separated token string) and video_duration (ms, float, NaN = missing);
     values taken as missing (in every row of the file) are counted into `missing`."""
-    columns = {"video_id": "int"} | {c: "float" if t == "int" else t for c, t in VIDEO_COLUMNS.items()}
-    columns |= {"tag": "str", "video_duration": "float"}
-    table = read_csv(path, columns, required=["video_id"], missing=missing)
+    table = read_csv(path, VIDEO_READ_COLUMNS, required=["video_id"], missing=missing)
     total = table.num_rows
     wanted = pc.is_in(table.column("video_id"), value_set=pa.array(video_ids)).to_numpy(zero_copy_only=False)
-    lines = np.flatnonzero(wanted) + 2  # file line of each kept row
-    table = table.filter(pa.array(wanted))
+    video = video_frame(table.filter(pa.array(wanted)), path, np.flatnonzero(wanted) + 2)  # file line of each kept row
+    logger.info(f"read features of {len(video):,} of the logs' videos from {path} ({total:,} rows)")
+    return video
+
+
+def video_frame(table, path, lines):
+    """Rows of video_features_basic (VIDEO_READ_COLUMNS, read by raw.read_csv) as the item
+    table; `lines`: the file line of each row, for errors (a video listed twice, a bad tag)."""
     video = pd.DataFrame({"item_id": table.column("video_id").to_numpy()})
     check_unique(video["item_id"], path, "video_id", lines)
     for c, kind in VIDEO_COLUMNS.items():
@@ -300,5 +307,4 @@ def read_video_features(path, video_ids, missing=None):
         )
     video["tag"] = tags.str.replace(r"\s*,\s*", " ", regex=True).to_numpy()
     video["video_duration"] = table.column("video_duration").to_numpy(zero_copy_only=False)
-    logger.info(f"read features of {len(video):,} of the logs' videos from {path} ({total:,} rows)")
     return video

@@ -122,15 +122,16 @@ def _read_table(path, columns):
     return table
 
 
-def _check_required(table, path, required):
-    """RawDataError at the first missing value of a required column."""
+def _check_required(table, path, required, first_line=2):
+    """RawDataError at the first missing value of a required column (`first_line`: the file
+    line of the table's first row, for a chunk of a file)."""
     for c in required:
         col = table.column(c)
         if col.null_count:
             first_null = pc.index(pc.is_null(col), True).as_py()
             raise RawDataError(
-                f"{path}: column {c!r}, line {first_null + 2}: missing value "
-                f"({col.null_count} missing in all); this column is required"
+                f"{path}: column {c!r}, line {first_null + first_line}: missing value "
+                f"({col.null_count} missing in {'all' if first_line == 2 else 'this chunk'}); this column is required"
             )
 
 
@@ -315,10 +316,10 @@ def check_unique(ids, path, column, lines=None):
         )
 
 
-def check_yyyymmdd(values, path, column, known=None):
+def check_yyyymmdd(values, path, column, known=None, first_line=2):
     """RawDataError at the first value that is not a YYYYMMDD date (an integer in
     1900..2999 with a month 1..12 and a day 1..31); `known`: mask of the values to check
-    (missing dates, e.g. NaN, are left out)."""
+    (missing dates, e.g. NaN, are left out); `first_line`: the file line of values[0]."""
     values = np.asarray(values)
     day, month = values % 100, values // 100 % 100
     with np.errstate(invalid="ignore"):
@@ -329,4 +330,4 @@ def check_yyyymmdd(values, path, column, known=None):
         bad &= known
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise RawDataError(f"{path}: column {column!r}, line {row + 2}: expected a YYYYMMDD date, got {values[row]!r}")
+        raise RawDataError(f"{path}: column {column!r}, line {row + first_line}: expected a YYYYMMDD date, got {values[row]!r}")

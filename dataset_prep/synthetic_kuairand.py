@@ -43,7 +43,7 @@ import pyarrow.csv as pcsv
 from scipy.special import ndtri
 
 from dataset_prep import kuairand, synthetic
-from dataset_prep.common import atomic_dir, short_hash
+from dataset_prep.common import atomic_dir, short_hash, splitmix64
 from dataset_prep.synthetic_side import user_features
 from recbole_lda.utils.fileio import read_json, write_json
 
@@ -134,19 +134,10 @@ def oracle(raw_dir, user_ids, item_ids):
 # Per-video quantities from (seed, video id)
 
 
-def _splitmix64(x):
-    """SplitMix64's finaliser: a bijection of uint64 that mixes every bit (wrapping is intended)."""
-    with np.errstate(over="ignore"):
-        x = x + np.uint64(0x9E3779B97F4A7C15)
-        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        return x ^ (x >> np.uint64(31))
-
-
 def _uniform(seed, ids, stream):
     """A uniform number in (0, 1) per id, the same for the same (seed, id, stream)."""
-    key = _splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(stream))
-    h = _splitmix64(np.asarray(ids).astype(np.uint64) ^ key)
+    key = splitmix64(np.uint64(seed) * np.uint64(1_000_003) + np.uint64(stream))
+    h = splitmix64(np.asarray(ids).astype(np.uint64) ^ key)
     return ((h >> np.uint64(11)).astype(np.float64) + 0.5) * 2.0**-53
 
 

@@ -20,6 +20,7 @@ COMMANDS = {
     "predict": ("predict", "score rows with a saved model"),
     "download": ("download", "fetch and unpack a public dataset's raw files"),
     "evaluate": ("evaluate", "every metric of predictions files, exact, in one process or over Ray"),
+    "prepare": ("prepare", "convert and split a dataset without training; print the prepared folder"),
 }
 
 USAGE = "usage: python -m recbole_lda COMMAND [--key=value ...] [--debug]\n\ncommands:\n" + "\n".join(
@@ -78,3 +79,7 @@ def download_main(argv=None):
 
 def evaluate_main(argv=None):
     return guarded(command_main("evaluate"), argv)
+
+
+def prepare_main(argv=None):
+    return guarded(command_main("prepare"), argv)

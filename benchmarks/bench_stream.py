@@ -1,0 +1,94 @@
+"""Benchmark of data beyond memory: generation and streaming conversion of KuaiRand-format rows.
+
+For each size in --rows: the synthetic_kuairand generator writes a KuaiRand-27K-format raw
+folder (27,285 users as in 27K; videos scaled with the rows at 27K's ratio, 32,038,725
+per 322,278,385 rows), then the streaming conversion (dataset_prep.stream_prepare, random
+80/10/10 split, stream_chunk_rows = --chunk_rows) writes the partitioned Parquet folder.
+Each stage runs in its own subprocess; the report has its wall time and peak resident
+memory (os.wait4's ru_maxrss of that child) and the disk used. Target: peak under 2 GiB
+per process at every size, flat in rows. Run it with `nice` on a shared machine:
+
+    nice python benchmarks/bench_stream.py --rows 10000000 --output results/bench_stream.json
+"""
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from bench_data import folder_bytes, machine, remove, run_stage_process, scratch_folder, write_report
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+USERS_27K, VIDEOS_27K, ROWS_27K = 27_285, 32_038_725, 322_278_385
+STAGES = ("generate", "convert")
+
+
+def videos_for(rows):
+    return max(1, round(VIDEOS_27K * rows / ROWS_27K))
+
+
+def stage_config(args):
+    """synthetic_kuairand.yaml with this size, the raw folder and the chunk size."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "properties/dataset/synthetic_kuairand.yaml").read_text())
+    config.update(dataset="synthetic_kuairand", data_path=args.data, raw_data_path=args.raw, split="random",
+                  split_ratio=[0.8, 0.1, 0.1], split_seed=2020, label_clip=None, stream_chunk_rows=args.chunk_rows,
+                  synthetic_rows=args.size, synthetic_users=USERS_27K, synthetic_items=videos_for(args.size),
+                  synthetic_seed=args.seed)
+    return config
+
+
+def run_stage(args):
+    """Child process: one stage; prints a JSON line with what it produced."""
+    import json
+
+    if args.stage == "generate":
+        from dataset_prep import synthetic_kuairand
+
+        synthetic_kuairand.generate(args.raw, rows=args.size, users=USERS_27K, items=videos_for(args.size), seed=args.seed)
+        print(json.dumps({"raw_bytes": folder_bytes(args.raw)}))
+    else:
+        from dataset_prep.stream_prepare import prepare_stream
+
+        prepared = prepare_stream(stage_config(args))
+        meta = prepared.meta
+        print(json.dumps({"streamed_bytes": folder_bytes(prepared.path), "rows_kept": meta["rows_kept"],
+                          "rows_per_split": meta["rows_per_split"], "users": meta["users"], "items": meta["items"],
+                          "partitions": meta["partitions"], "rows_dropped": meta["rows_dropped"]}))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000])
+    parser.add_argument("--chunk_rows", type=int, default=1_000_000, help="stream_chunk_rows")
+    parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed after)")
+    parser.add_argument("--keep", action="store_true", help="keep the generated and converted data")
+    parser.add_argument("--output", default="results/bench_stream.json")
+    for hidden in ("--stage", "--raw", "--data"):
+        parser.add_argument(hidden, help=argparse.SUPPRESS)
+    parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.stage:
+        return run_stage(args)
+    report = {"machine": machine(), "chunk_rows": args.chunk_rows, "sizes": []}
+    with scratch_folder(args.workdir, "bench_stream_") as work:
+        for rows in args.rows:
+            raw, data = os.path.join(work, f"raw-{rows}"), os.path.join(work, f"data-{rows}")
+            remove(raw, data)
+            entry = {"rows": rows, "users": USERS_27K, "videos": videos_for(rows)}
+            for stage in STAGES:
+                command = [sys.executable, __file__, "--stage", stage, "--raw", raw, "--data", data, "--size", str(rows),
+                           "--seed", str(args.seed), "--chunk_rows", str(args.chunk_rows)]
+                entry[stage] = run_stage_process(command, f"{stage} {rows:,} rows")
+            report["sizes"].append(entry)
+            write_report(args.output, report)  # after each size: a long run keeps what it measured
+            if not args.keep:
+                remove(raw, data)
+
+
+if __name__ == "__main__":
+    main()
