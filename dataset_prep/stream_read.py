@@ -47,7 +47,7 @@ def csv_chunks(path, columns, chunk_rows, required=(), optional=None, missing=No
 
     reader = pcsv.open_csv(
         path,
-        read_options=pcsv.ReadOptions(block_size=max(1 << 16, chunk_rows * average_line_bytes(path))),
+        read_options=pcsv.ReadOptions(block_size=max(1 << 12, chunk_rows * average_line_bytes(path))),
         parse_options=pcsv.ParseOptions(invalid_row_handler=on_bad_row),
         convert_options=pcsv.ConvertOptions(
             include_columns=list(wanted), column_types={c: _ARROW_TYPES[t] for c, t in wanted.items()}),
