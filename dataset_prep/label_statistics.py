@@ -1,0 +1,192 @@
+"""Statistics that models take from the training labels, computed from the training
+partitions of a streamed folder (dataset_prep/stream_prepare.py) without loading the
+training split into one process: each pass reads one partition at a time.
+
+The values are those a model computes in memory from the same training rows in the same
+order (the partitions in name order, then their rows): RecBole holds labels and durations
+as float32, so every value here is first rounded to float32 (`model_floats`).
+- Quantile-based statistics are exact (merged value counts, statistics.ValueCounts):
+  LDA's duration bucket edges (model/anchors.duration_bucket_edges), D2Q's duration cut
+  points and per-group quantile tables (recbole_lda/model/quantile.duration_groups).
+- LDA's sampled label sequences (anchors.sample_sequences, `random` and `user` sampling)
+  are exact: the same generator draws the same ranks, and the rows at those ranks are
+  fetched in a last pass (a user's training rows are in one partition).
+- Means and standard deviations (VR's label_mean / label_std, LDA's label_scale and
+  bucket means, the backbone's standardisation of the duration field) are sums in
+  float64 (math.fsum per partition, then over partitions): they agree with the in-memory
+  figures to a relative 1e-12 (tests/test_label_statistics.py), so the float32 buffers
+  that models keep are equal.
+Passes: `summary` (one pass: label and duration value counts), then one pass each for
+D2Q's tables, LDA's bucket means and LDA's sequences (two: counts, then the draws).
+Not covered: see docs/scale.md ("Label statistics").
+"""
+
+import glob
+import math
+import os
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from dataset_prep.statistics import ValueCounts
+
+
+def train_files(folder):
+    """The training partitions of a streamed folder, in their order."""
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), "train", "part-*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"no train/part-*.parquet in {folder}: not a streamed folder")
+    return files
+
+
+def model_floats(values):
+    """Values as a model sees them: float32 in RecBole's dataset, then float64."""
+    return np.asarray(values, dtype=np.float64).astype(np.float32).astype(np.float64)
+
+
+def read(path, columns):
+    """{column: array} of one partition (label and duration as model_floats)."""
+    table = pq.read_table(path, columns=columns)
+    return {c: model_floats(table.column(c).to_numpy()) if c in ("label", "duration") else table.column(c).to_numpy()
+            for c in columns}
+
+
+def summary(files):
+    """One pass: value counts of the labels and of the durations."""
+    labels, durations = ValueCounts(), ValueCounts()
+    for path in files:
+        part = read(path, ["label", "duration"])
+        labels.add(part["label"])
+        durations.add(part["duration"])
+    return {"labels": labels, "durations": durations}
+
+
+def mean_std(counts, transform=None):
+    """(mean, unbiased standard deviation) of the sample held by `counts`, after `transform`."""
+    values = counts.values if transform is None else transform(counts.values)
+    n = counts.n
+    mean = math.fsum(values * counts.counts) / n
+    std = math.sqrt(math.fsum(counts.counts * (values - mean) ** 2) / (n - 1)) if n > 1 else float("nan")
+    return mean, std
+
+
+def signed_log1p(x):
+    """The backbone's transform of float fields (recbole_lda/model/backbone.py)."""
+    return np.sign(x) * np.log1p(np.abs(x))
+
+
+def vr_normalisation(stats):
+    """VR's (label_mean, label_std before its clamp at 1e-6); LDA's label_scale is the std."""
+    return mean_std(stats["labels"])
+
+
+def duration_normalisation(stats):
+    """The backbone's (mean, std before its floor at 1e-6) of signed_log1p(duration)."""
+    return mean_std(stats["durations"], signed_log1p)
+
+
+def bucket_edges(stats, num_buckets):
+    """LDA's equal-frequency duration bucket edges (anchors.duration_bucket_edges)."""
+    return np.unique(stats["durations"].quantiles(np.linspace(0, 1, num_buckets + 1)))
+
+
+def d2q_tables(files, stats, groups, points):
+    """D2Q's (cuts, per-group label quantile tables), as recbole_lda/model/quantile.duration_groups."""
+    durations = stats["durations"]
+    cuts = np.unique(durations.quantiles(np.linspace(0.0, 1.0, groups + 1)[1:-1], method="inverted_cdf"))
+    cuts = cuts[cuts > durations.values[0]]
+    per_group = [ValueCounts() for _ in range(len(cuts) + 1)]
+    for path in files:
+        part = read(path, ["label", "duration"])
+        group = np.searchsorted(cuts, part["duration"], side="right")
+        order = np.argsort(group, kind="stable")
+        bounds = np.searchsorted(group[order], np.arange(len(per_group) + 1))
+        for g in np.flatnonzero(np.diff(bounds)):
+            per_group[g].add(part["label"][order[bounds[g]:bounds[g + 1]]])
+    levels = np.linspace(0.0, 1.0, points + 1)
+    return cuts, np.stack([counts.quantiles(levels) for counts in per_group])
+
+
+def bucket_means(files, edges, target="ratio", label_scale=1.0):
+    """LDA's mean training target per duration bucket (before its floor at 1e-3): the watch
+    ratio, or watch time / label_scale; a bucket without rows gets the overall mean."""
+    sums, counts = [[] for _ in range(len(edges) - 1)], np.zeros(len(edges) - 1, dtype=np.int64)
+    total = []
+    inner = model_floats(edges)[1:-1]  # LDA assigns these buckets with its float32 edges
+    for path in files:
+        part = read(path, ["label", "duration"])
+        bucket = np.searchsorted(inner, part["duration"], side="right")
+        value = part["label"] / np.maximum(part["duration"], 1e-6) if target == "ratio" else part["label"] / float(label_scale)
+        for b in range(len(counts)):
+            mine = value[bucket == b]
+            sums[b].append(math.fsum(mine))
+            counts[b] += len(mine)
+        total.append(math.fsum(value))
+    overall = math.fsum(total) / counts.sum()
+    return np.array([math.fsum(s) / c if c else overall for s, c in zip(sums, counts)])
+
+
+def label_sequences(files, edges, sampling, num_sequences, length, min_source_size, seed):
+    """LDA's sorted label sequences (D, L, n), float32, in log(1 + ratio) space, as
+    anchors.sample_sequences draws them with np.random.default_rng(seed) from the training
+    rows in partition order; sampling: "random" (whole bucket) or "user" (user_index)."""
+    if sampling not in ("random", "user"):
+        raise ValueError(f"label_sequences: sequence_sampling {sampling!r} is not covered (random or user)")
+    inner = edges[1:-1]
+    counts, sources = _bucket_counts(files, inner, len(edges) - 1, sampling == "user")
+    rng = np.random.default_rng(seed)
+    requests = []
+    for b in range(len(edges) - 1):
+        rows = int(counts[:, b].sum())
+        if rows == 0:
+            raise ValueError(f"duration bucket {b} has no training rows")
+        eligible = np.flatnonzero(sources[b].counts >= min_source_size) if sampling == "user" else []
+        if len(eligible) == 0:  # random sampling, or too sparse to group: the whole bucket
+            requests.append(("rank", rng.integers(rows, size=(num_sequences, length))))
+        else:
+            chosen = eligible[rng.integers(len(eligible), size=num_sequences)]
+            offsets = (rng.random((num_sequences, length)) * sources[b].counts[chosen, None]).astype(np.int64)
+            requests.append(("source", np.broadcast_to(sources[b].values[chosen, None], offsets.shape), offsets))
+    out = np.full((len(requests), num_sequences, length), np.nan)
+    starts = np.cumsum(counts, axis=0) - counts  # rank of each partition's first row, per bucket
+    for p, path in enumerate(files):
+        _fetch(read(path, ["label", "duration", "user_index"]), inner, requests, starts[p], counts[p], out)
+    return np.sort(out, axis=2).astype(np.float32)
+
+
+def _bucket_counts(files, inner, num_buckets, by_user):
+    """Rows per (partition, bucket), and per bucket the rows of each user (ValueCounts);
+    ValueError if a user's training rows span two partitions (user sampling needs them in one)."""
+    counts = np.zeros((len(files), num_buckets), dtype=np.int64)
+    sources = [ValueCounts(np.int64) for _ in range(num_buckets)]
+    seen = 0
+    for p, path in enumerate(files):
+        part = read(path, ["duration", "user_index"] if by_user else ["duration"])
+        bucket = np.searchsorted(inner, part["duration"], side="right")
+        counts[p] = np.bincount(bucket, minlength=num_buckets)
+        if by_user:
+            seen += len(np.unique(part["user_index"]))
+            for b in np.flatnonzero(counts[p]):
+                sources[b].add(part["user_index"][bucket == b])
+    if by_user and seen != len(np.unique(np.concatenate([s.values for s in sources]))):
+        raise ValueError("sequence_sampling: user needs each user's training rows in one partition")
+    return counts, sources
+
+
+def _fetch(part, inner, requests, start, count, out):
+    """Fill `out` with the requested rows' values that this partition holds."""
+    bucket = np.searchsorted(inner, part["duration"], side="right")
+    values = np.log1p(np.clip(part["label"] / np.maximum(part["duration"], 1e-6), 0.0, None))
+    for b, request in enumerate(requests):
+        rows = np.flatnonzero(bucket == b)
+        if request[0] == "rank":
+            ranks = request[1]
+            mine = (ranks >= start[b]) & (ranks < start[b] + count[b])
+            out[b][mine] = values[rows[ranks[mine] - start[b]]]
+            continue
+        _, users, offsets = request
+        order = np.argsort(part["user_index"][rows], kind="stable")
+        sorted_users = part["user_index"][rows][order]
+        first = np.searchsorted(sorted_users, users)
+        mine = (first < len(rows)) & (sorted_users[np.minimum(first, len(rows) - 1)] == users) if len(rows) else first < 0
+        out[b][mine] = values[rows[order[first[mine] + offsets[mine]]]]

@@ -1,0 +1,112 @@
+"""Label statistics from training partitions (dataset_prep/label_statistics.py) equal the
+models' in-memory statistics on the same training rows: quantile-based ones and LDA's
+sampled sequences exactly, means and standard deviations to a relative 1e-12 (equal as the
+float32 buffers the models keep)."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from recbole_lda.model.quantile import duration_groups as group_tables  # D2Q's statistics
+from dataset_prep import label_statistics as ls
+from dataset_prep.statistics import ValueCounts
+from dataset_prep.stream_prepare import prepare_stream
+from recbole_lda.cli.prepare import dataset_config
+from recbole_lda.model.anchors import assign_buckets, duration_bucket_edges, sample_sequences
+from recbole_lda.model.backbone import signed_log1p
+
+
+@pytest.fixture(scope="module")
+def streamed(tmp_path_factory):
+    """A streamed folder with many training partitions, and its training rows as a model
+    holds them (float32 labels and durations, in partition order)."""
+    config = dataset_config("synthetic_kuairand", {
+        "data_path": str(tmp_path_factory.mktemp("stats")), "stream_chunk_rows": 1000, "synthetic_rows": 30_000,
+        "synthetic_users": 150, "synthetic_items": 4000, "split": "time", "split_dates": [20220501, 20220505]})
+    folder = prepare_stream(config).path
+    files = ls.train_files(folder)
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    memory = {
+        "labels": torch.tensor(table.column("label").to_numpy().astype(np.float32)).double(),
+        "durations": torch.tensor(table.column("duration").to_numpy().astype(np.float32)).double(),
+        "users": table.column("user_index").to_numpy().astype(np.int64),
+    }
+    assert len(files) > 10
+    return files, ls.summary(files), memory
+
+
+def close_and_same_float32(ours, theirs):
+    np.testing.assert_allclose(ours, theirs, rtol=1e-12, atol=0)
+    assert np.array_equal(np.float32(ours), np.float32(theirs))
+
+
+def test_value_counts_give_numpy_quantiles_exactly():
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 5, 101, 2000):
+        x = np.round(rng.lognormal(0, 1, n), 1)  # many ties
+        counts = ValueCounts()
+        for piece in np.array_split(x, 7):
+            counts.add(piece)
+        levels = np.linspace(0, 1, 41)
+        for method in ("linear", "inverted_cdf"):
+            assert np.array_equal(counts.quantiles(levels, method), np.quantile(x, levels, method=method))
+    assert counts.n == 2000 and counts.values.tolist() == sorted(set(x.tolist()))
+
+
+def test_normalisation_constants(streamed):
+    files, stats, memory = streamed
+    mean, std = ls.vr_normalisation(stats)  # VR: labels.mean(), labels.std(); LDA's label_scale
+    close_and_same_float32(mean, memory["labels"].mean().item())
+    close_and_same_float32(std, memory["labels"].std().item())
+    mean, std = ls.duration_normalisation(stats)  # the backbone's float field standardisation
+    transformed = signed_log1p(memory["durations"])
+    close_and_same_float32(mean, transformed.mean().item())
+    close_and_same_float32(std, transformed.std().item())
+
+
+def test_lda_buckets_and_d2q_tables_exactly(streamed):
+    files, stats, memory = streamed
+    durations, labels = memory["durations"].numpy(), memory["labels"].numpy()
+    for d in (1, 8, 13):
+        assert np.array_equal(ls.bucket_edges(stats, d), duration_bucket_edges(durations, d))
+    for groups, points in ((50, 100), (7, 3)):
+        cuts, table = ls.d2q_tables(files, stats, groups, points)
+        their_cuts, their_table = group_tables(labels, durations, groups, points)
+        assert np.array_equal(cuts, their_cuts) and np.array_equal(table, their_table)
+        assert table.shape == (len(cuts) + 1, points + 1)
+
+
+def test_lda_bucket_means(streamed):
+    files, stats, memory = streamed
+    edges = ls.bucket_edges(stats, 8)
+    labels, durations = memory["labels"].numpy(), memory["durations"].numpy()
+    bucket = assign_buckets(memory["durations"], torch.as_tensor(edges, dtype=torch.float32)).numpy()  # as LDA.bucket_means
+    ratio = labels / np.maximum(durations, 1e-6)
+    close_and_same_float32(ls.bucket_means(files, edges), [ratio[bucket == b].mean() for b in range(len(edges) - 1)])
+    scale = memory["labels"].std().item()
+    close_and_same_float32(ls.bucket_means(files, edges, "watch_time", scale),
+                           [(labels / scale)[bucket == b].mean() for b in range(len(edges) - 1)])
+
+
+@pytest.mark.parametrize("sampling,min_source_size", [("random", 3), ("user", 3), ("user", 10**6)])
+def test_lda_sequences_exactly(streamed, sampling, min_source_size):
+    files, stats, memory = streamed
+    edges = ls.bucket_edges(stats, 8)
+    labels, durations = memory["labels"].numpy(), memory["durations"].numpy()
+    theirs = sample_sequences(labels / np.maximum(durations, 1e-6), assign_buckets(durations, edges),
+                              memory["users"] if sampling == "user" else None, len(edges) - 1, 64, 16, min_source_size,
+                              np.random.default_rng(2020))
+    ours = ls.label_sequences(files, edges, sampling, 64, 16, min_source_size, 2020)
+    assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
+
+
+def test_user_sampling_needs_users_in_one_partition(tmp_path, streamed):
+    files = streamed[0]
+    first = pq.read_table(files[0])
+    pq.write_table(first, tmp_path / "a.parquet")
+    pq.write_table(first.slice(0, 5), tmp_path / "b.parquet")  # the same users again
+    edges = ls.bucket_edges(ls.summary([str(tmp_path / "a.parquet")]), 2)
+    with pytest.raises(ValueError, match="each user's training rows in one partition"):
+        ls.label_sequences([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], edges, "user", 4, 4, 1, 0)
