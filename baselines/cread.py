@@ -87,28 +87,31 @@ def discretisation_errors(points, levels):
     return spread * np.sum(dt**2 / dg), spread * np.sum(dt**2)
 
 
-def search_alpha(labels, m, grid, beta):
+def search_alpha(labels, m, grid, beta, quantile=None):
     """The alpha of `grid` that minimises A_w + beta * A_b on the training labels (first
-    one on ties): returns (alpha, split points at its levels)."""
+    one on ties): returns (alpha, split points at its levels). `quantile(levels)`: the
+    labels' quantiles (default np.quantile of `labels`; from partitions:
+    dataset_prep.label_statistics.label_quantiles)."""
+    quantile = quantile or (lambda levels: np.quantile(labels, levels))
     best = None
     for alpha in grid:
-        points = np.quantile(labels, warped_levels(alpha, m))
+        points = quantile(warped_levels(alpha, m))
         a_w, a_b = discretisation_errors(points, warped_levels(alpha, m))
         if best is None or a_w + beta * a_b < best[0]:
             best = (a_w + beta * a_b, float(alpha), points)
     return best[1], best[2]
 
 
-def split_points(labels, m, alpha, grid, beta):
+def split_points(labels, m, alpha, grid, beta, quantile=None):
     """CREAD's split points from training watch times: (alpha, points). alpha None: chosen
     on `grid` by `search_alpha`; points: the distinct positive quantiles at the warped
     levels, increasing (see the module docstring for why repeats and 0 are dropped)."""
     if alpha is None:
         if len(grid) == 0:
             raise ValueError("CREAD: the alpha search grid is empty (alpha_grid [start, stop, step])")
-        alpha, points = search_alpha(labels, m, grid, beta)
+        alpha, points = search_alpha(labels, m, grid, beta, quantile)
     else:
-        points = np.quantile(labels, warped_levels(alpha, m))
+        points = (quantile or (lambda levels: np.quantile(labels, levels)))(warped_levels(alpha, m))
     points = np.unique(points)  # sorted, repeats dropped
     points = points[points > 0.0]  # t_0 = 0: a point at 0 has a zero gap
     if len(points) == 0:

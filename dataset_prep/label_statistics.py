@@ -61,12 +61,13 @@ def summary(files):
     return {"labels": labels, "durations": durations}
 
 
-def mean_std(counts, transform=None):
-    """(mean, unbiased standard deviation) of the sample held by `counts`, after `transform`."""
+def mean_std(counts, transform=None, ddof=1):
+    """(mean, standard deviation with `ddof`: 1 as torch's std, 0 as numpy's) of the sample
+    held by `counts`, after `transform`."""
     values = counts.values if transform is None else transform(counts.values)
     n = counts.n
     mean = math.fsum(values * counts.counts) / n
-    std = math.sqrt(math.fsum(counts.counts * (values - mean) ** 2) / (n - 1)) if n > 1 else float("nan")
+    std = math.sqrt(math.fsum(counts.counts * (values - mean) ** 2) / (n - ddof)) if n > ddof else float("nan")
     return mean, std
 
 
@@ -83,6 +84,39 @@ def vr_normalisation(stats):
 def duration_normalisation(stats):
     """The backbone's (mean, std before its floor at 1e-6) of signed_log1p(duration)."""
     return mean_std(stats["durations"], signed_log1p)
+
+
+def label_quantiles(stats, levels, method="linear"):
+    """np.quantile(training labels, levels): EGMN's unit (one level), CREAD's split points
+    (baselines/cread.split_points takes this as its `quantile`), CQE's starting quantiles."""
+    return stats["labels"].quantiles(levels, method)
+
+
+def or_thresholds(stats, m):
+    """OR's thresholds: the distinct non-negative label quantiles at levels 1/(m+1) .. m/(m+1)."""
+    thresholds = np.unique(label_quantiles(stats, np.arange(1, m + 1) / (m + 1)))
+    return thresholds[thresholds >= 0.0]
+
+
+def tpm_leaves(stats, num_leaves, leaf_value):
+    """TPM's (edges, leaf values, label variance before its floor at 1e-12): label quantile
+    edges; a leaf's value is its interval midpoint, or with leaf_value "mean" the mean of its
+    training labels (where it has any); the variance is numpy's (ddof 0)."""
+    labels = stats["labels"]
+    edges = labels.quantiles(np.linspace(0.0, 1.0, num_leaves + 1))
+    values = (edges[:-1] + edges[1:]) / 2
+    if leaf_value == "mean":
+        leaf = np.searchsorted(edges[1:-1], labels.values, side="right")
+        for k in np.unique(leaf):
+            mine = leaf == k
+            values[k] = math.fsum(labels.values[mine] * labels.counts[mine]) / labels.counts[mine].sum()
+    return edges, values, mean_std(labels, ddof=0)[1] ** 2
+
+
+def cqe_start(stats, levels):
+    """CQE's (label_scale before its floor at 1e-6, increments of the marginal quantiles / scale)."""
+    scale = max(mean_std(stats["labels"], ddof=0)[1], 1e-6)
+    return scale, np.diff(label_quantiles(stats, levels), prepend=0.0) / scale
 
 
 def bucket_edges(stats, num_buckets):

@@ -110,3 +110,34 @@ def test_user_sampling_needs_users_in_one_partition(tmp_path, streamed):
     edges = ls.bucket_edges(ls.summary([str(tmp_path / "a.parquet")]), 2)
     with pytest.raises(ValueError, match="each user's training rows in one partition"):
         ls.label_sequences([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], edges, "user", 4, 4, 1, 0)
+
+
+def test_quantile_statistics_of_or_tpm_cread_egmn_cqe(streamed):
+    """OR's thresholds, TPM's leaves, CREAD's split points, EGMN's unit and CQE's start: the
+    quantile-based values exactly, the means and variances to a relative 1e-12."""
+    from baselines.cread import split_points
+
+    files, stats, memory = streamed
+    labels = memory["labels"].numpy()
+    for m in (1, 7, 40):
+        theirs = np.unique(np.quantile(labels, np.arange(1, m + 1) / (m + 1)))  # baselines/ordinal.py
+        assert np.array_equal(ls.or_thresholds(stats, m), theirs[theirs >= 0.0])
+    for leaves, leaf_value in ((8, "mean"), (4, "midpoint")):  # baselines/tpm.py
+        edges, values, var = ls.tpm_leaves(stats, leaves, leaf_value)
+        their_edges = np.quantile(labels, np.linspace(0.0, 1.0, leaves + 1))
+        leaf = np.searchsorted(their_edges[1:-1], labels, side="right")
+        their_values = (their_edges[:-1] + their_edges[1:]) / 2
+        if leaf_value == "mean":
+            their_values = np.array([labels[leaf == k].mean() for k in range(leaves)])
+        assert np.array_equal(edges, their_edges)
+        close_and_same_float32(values, their_values)
+        close_and_same_float32(var, labels.var())
+    for alpha in (None, 2.0):  # CREAD, with its alpha search over a grid
+        ours = split_points(None, 12, alpha, np.arange(0.0, 3.0, 0.5), 1.0, quantile=lambda lv: ls.label_quantiles(stats, lv))
+        theirs = split_points(labels, 12, alpha, np.arange(0.0, 3.0, 0.5), 1.0)
+        assert ours[0] == theirs[0] and np.array_equal(ours[1], theirs[1])
+    assert ls.label_quantiles(stats, 0.99) == np.quantile(labels, 0.99)  # EGMN's unit
+    levels = np.arange(1, 10) / 10
+    scale, increments = ls.cqe_start(stats, levels)  # baselines/cqe.py
+    close_and_same_float32(scale, labels.std())
+    close_and_same_float32(increments, np.diff(np.quantile(labels, levels), prepend=0.0) / labels.std())
