@@ -3,7 +3,9 @@
 For each size in --rows: the synthetic_kuairand generator writes a KuaiRand-27K-format raw
 folder (27,285 users as in 27K; videos scaled with the rows at 27K's ratio, 32,038,725
 per 322,278,385 rows), then the streaming conversion (dataset_prep.stream_prepare, random
-80/10/10 split, stream_chunk_rows = --chunk_rows) writes the partitioned Parquet folder.
+80/10/10 split, stream_chunk_rows = --chunk_rows) writes the partitioned Parquet folder,
+and the label statistics of VR, D2Q and LDA (dataset_prep.label_statistics, the models'
+defaults) are computed from its training partitions.
 Each stage runs in its own subprocess; the report has its wall time and peak resident
 memory (os.wait4's ru_maxrss of that child) and the disk used. Target: peak under 2 GiB
 per process at every size, flat in rows. Run it with `nice` on a shared machine:
@@ -22,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 USERS_27K, VIDEOS_27K, ROWS_27K = 27_285, 32_038_725, 322_278_385
-STAGES = ("generate", "convert")
+STAGES = ("generate", "convert", "statistics")
 
 
 def videos_for(rows):
@@ -50,6 +52,8 @@ def run_stage(args):
 
         synthetic_kuairand.generate(args.raw, rows=args.size, users=USERS_27K, items=videos_for(args.size), seed=args.seed)
         print(json.dumps({"raw_bytes": folder_bytes(args.raw)}))
+    elif args.stage == "statistics":
+        print(json.dumps(label_statistics(args)))
     else:
         from dataset_prep.stream_prepare import prepare_stream
 
@@ -58,6 +62,31 @@ def run_stage(args):
         print(json.dumps({"streamed_bytes": folder_bytes(prepared.path), "rows_kept": meta["rows_kept"],
                           "rows_per_split": meta["rows_per_split"], "users": meta["users"], "items": meta["items"],
                           "partitions": meta["partitions"], "rows_dropped": meta["rows_dropped"]}))
+
+
+def label_statistics(args):
+    """Child process: the label statistics of VR, D2Q and LDA from the training partitions
+    (the folder is the cache of the convert stage), with the time of each."""
+    import time
+
+    from dataset_prep import label_statistics as ls
+    from dataset_prep.stream_prepare import prepare_stream
+
+    files = ls.train_files(prepare_stream(stage_config(args)).path)
+    seconds = {}
+    start = time.perf_counter()
+    stats = ls.summary(files)
+    ls.vr_normalisation(stats)
+    seconds["summary_and_normalisation_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    ls.d2q_tables(files, stats, 50, 100)
+    seconds["d2q_tables_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    edges = ls.bucket_edges(stats, 8)
+    ls.label_sequences(files, edges, "user", 2048, 32, 3, 2020)  # LDA's defaults
+    seconds["lda_edges_and_sequences_s"] = time.perf_counter() - start
+    return {k: round(v, 2) for k, v in seconds.items()} | {"distinct_labels": len(stats["labels"].values),
+                                                            "train_partitions": len(files)}
 
 
 def main():
