@@ -1,5 +1,7 @@
-"""`prepare_stream(config)`: raw KuaiRand-format files to partitioned Parquet, with memory
-bounded by `stream_chunk_rows` (properties/overall.yaml), not by the row count.
+"""`prepare_stream(config)`: raw files to partitioned Parquet, with memory bounded by
+`stream_chunk_rows` (properties/overall.yaml), not by the row count. Datasets: kuairand,
+synthetic_kuairand (KuaiRand's format), kuairec and synthetic (KuaiRec's format); see
+dataset_prep/stream_formats.py. WeChat is not streamed.
 
 Writes `data_path/streamed/<split>-<key>/` (key: the raw files' conversion key as in
 dataset_prep.pipeline, the split, the label clip, the chunk size), under a temporary name
@@ -11,10 +13,11 @@ takes as complete; the next run removes it and starts again, and writes the same
         is_rand that the in-memory conversion writes, user_index and item_index (dense,
         0-based positions in user_ids.parquet / item_ids.parquet).
     user_ids.parquet, item_ids.parquet: the sorted raw ids of the kept rows.
-    user.parquet, item.parquet: the feature tables, as the in-memory conversion makes them.
+    user.parquet, item.parquet: the feature tables, as the in-memory conversion makes them
+        (KuaiRand's video features are read in chunks; KuaiRec's item tables whole).
     meta.json (written last): the counts of pipeline.prepare's meta.json (rows read, kept,
         dropped per rule, missing values, rows per split, users, items) and the files.
-The passes are in dataset_prep/stream.py and stream_split.py; which rows are kept, the
+The passes are in dataset_prep/stream.py, stream_formats.py and stream_split.py; which rows are kept, the
 counts and the time split equal the in-memory conversion's; the random split keeps its
 proportions but assigns rows by a hash of their position (stream_split.py).
 RecBole's in-memory runs do not use this folder (they use pipeline.prepare's).
@@ -30,7 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from dataset_prep import kuairand, kuairec, stream
+from dataset_prep import stream
 from dataset_prep import stream_split as ss
 from dataset_prep.common import (
     DamagedCache, PreparedDataset, RawDataError, atomic_dir, config_get, converter, discard_damaged, file_signature,
@@ -39,19 +42,15 @@ from dataset_prep.common import (
 from dataset_prep.pipeline import read_label_clip
 from dataset_prep.split import FIXED_FIELDS, read_split_options
 from dataset_prep.statistics import ValueCounts
-from dataset_prep.stream_read import csv_chunks, estimate_rows
+from dataset_prep.stream_formats import FORMATS
+from dataset_prep.stream_read import estimate_rows
 from recbole_lda.utils.fileio import write_json
 
 logger = logging.getLogger(__name__)
 
 STREAMED_VERSION = 1
-STREAMING_DATASETS = ("kuairand", "synthetic_kuairand")  # datasets whose converter is kuairand's
+STREAMING_DATASETS = tuple(FORMATS)
 MAX_BUCKETS = 1000  # open files of pass 1
-# item.parquet's columns (fixed, so that every chunk has the same types, whatever it holds)
-ITEM_SCHEMA = pa.schema([("item_id", pa.int64())] + [(c, pa.string() if t == "str" else pa.int64())
-                                                    for c, t in kuairand.VIDEO_COLUMNS.items()] + [("tag", pa.string())])
-
-
 def read_chunk_rows(config):
     value = require(config, "stream_chunk_rows")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -85,7 +84,7 @@ def prepare_stream(config):
         except DamagedCache as err:
             discard_damaged(folder, err)
     with atomic_dir(folder) as tmp:
-        meta = convert_into(tmp, raw_dir, options, split, clip, chunk_rows)
+        meta = convert_into(tmp, raw_dir, options, split, clip, chunk_rows, name)
         meta.update(dataset=name, raw_dir=os.path.abspath(raw_dir), raw_files=[os.path.basename(p) for p in files],
                     options=options, split_options=split, conversion_key=conversion_key, streamed_key=key,
                     stream_chunk_rows=chunk_rows, seconds=time.perf_counter() - start)
@@ -94,30 +93,26 @@ def prepare_stream(config):
     return PreparedDataset(folder, meta | {"cache_hit": False})
 
 
-def convert_into(folder, raw_dir, options, split, clip, chunk_rows):
+def convert_into(folder, raw_dir, options, split, clip, chunk_rows, dataset):
     """All passes into `folder`; returns meta.json's counts, fields and files."""
-    found = kuairand.find_files(raw_dir, options)
+    fmt = FORMATS[dataset](raw_dir, options, chunk_rows)
     missing = {}
-    buckets = min(MAX_BUCKETS, max(1, math.ceil(estimate_rows([p for p, _ in found["logs"]]) / chunk_rows)))
+    buckets = min(MAX_BUCKETS, max(1, math.ceil(estimate_rows(fmt.interaction_files()) / chunk_rows)))
     work = os.path.join(folder, "work")
     os.makedirs(work)
-    video_path = found["video"] if (options["add_item_features"] or options["kuairand_impute_duration"]) else None
-    known = None
-    if options["kuairand_impute_duration"] and video_path:
-        known = stream.known_video_durations(video_path, chunk_rows, None)
-    rows_read, present = stream.bucket_logs(found, options, chunk_rows, buckets, work, missing, known)
-    names = stream.rule_names(options)
+    rows_read = stream.bucket_rows(fmt.batches(missing), buckets, work)
+    names = fmt.rule_names()
     dropped, users, items, histogram = clean_all(work, buckets, options, split, names)
     kept = int(histogram.sum())
     if kept == 0:
-        raise RawDataError(f"KuaiRand logs in {raw_dir}: no rows left after filtering ({dict(zip(names, dropped))})")
+        raise RawDataError(f"{dataset} raw files in {raw_dir}: no rows left after filtering ({dict(zip(names, dropped))})")
     cuts = random_cuts(work, buckets, split, histogram, kept) if split["split"] == "random" else None
-    columns = output_columns(options, present)
+    columns = fmt.output_columns()
     clip_at = clip_bound(work, buckets, split, cuts, clip)
     rows_per_split, clipped = write_partitions(folder, work, buckets, split, cuts, columns, (users, items), (clip, clip_at))
     shutil.rmtree(work)
     types = dict(FIXED_FIELDS, **{c: "token" for c in columns})
-    types |= write_features(folder, found, options, users, items, chunk_rows, missing, video_path)
+    types |= fmt.write_features(folder, users, items, missing)
     pq.write_table(pa.table({"user_id": users}), os.path.join(folder, "user_ids.parquet"))
     pq.write_table(pa.table({"item_id": items}), os.path.join(folder, "item_ids.parquet"))
     files = sorted(os.path.relpath(os.path.join(d, f), folder) for d, _, fs in os.walk(folder) for f in fs)
@@ -181,14 +176,6 @@ def clip_bound(work, buckets, split, cuts, clip):
     return float(counts.quantiles(clip["label_clip_quantile"]))
 
 
-def output_columns(options, present):
-    """The context tokens written, as the in-memory conversion writes them."""
-    if not options["add_context_features"]:
-        return []
-    columns = [c for c, there in (("hour", present["time_ms"] or present["hourmin"]), ("tab", present["tab"])) if there]
-    return columns + (["is_rand"] if options["kuairand_random_logs"] else [])
-
-
 def write_partitions(folder, work, buckets, split, cuts, columns, ids, clipping):
     """Pass 3: each bucket's kept rows into the split folders; (rows per split, clipped per split)."""
     clip, clip_at = clipping
@@ -225,41 +212,3 @@ def clip_labels(part, clip, clip_at):
     return part.set_column(index, "label", pa.array(np.where(over, bound, label))), int(over.sum())
 
 
-def write_features(folder, found, options, users, items, chunk_rows, missing, video_path):
-    """user.parquet and item.parquet of the kept users and videos; returns their field types.
-    Reads video_features_basic in chunks whenever the in-memory converter reads it (its
-    missing values are counted the same way)."""
-    types = {}
-    if options["add_user_features"] and found["user"]:
-        user = kuairec.read_user_features(found["user"], missing)  # one row per user: small
-        user = user[user["user_id"].isin(users)].reset_index(drop=True)
-        pq.write_table(pa.Table.from_pandas(user, preserve_index=False), os.path.join(folder, "user.parquet"))
-        types |= {c: "float" if t == "float" else "token" for c, t in kuairec.USER_COLUMNS.items()}
-    if video_path:
-        write_items(video_path, items, chunk_rows, missing, os.path.join(folder, "item.parquet") if options["add_item_features"] else None)
-        if options["add_item_features"]:
-            types |= {c: "token" for c in kuairand.VIDEO_COLUMNS} | {"tag": "token_seq"}
-    return types
-
-
-def write_items(path, items, chunk_rows, missing, target):
-    """The video features of `items`, chunk by chunk (kuairand.video_frame on each), into `target`
-    (None: only count the missing values); RawDataError for a video listed twice."""
-    writer, seen = None, ss.IdSet()
-    written = 0
-    for line, table in csv_chunks(path, kuairand.VIDEO_READ_COLUMNS, chunk_rows, required=["video_id"], missing=missing):
-        ids = table.column("video_id").to_numpy()
-        at = np.minimum(np.searchsorted(items, ids), max(len(items) - 1, 0))
-        wanted = items[at] == ids
-        if target is None or not wanted.any():
-            continue
-        frame = kuairand.video_frame(table.filter(pa.array(wanted)), path, np.flatnonzero(wanted) + line)
-        frame = frame.drop(columns="video_duration")
-        seen.add(frame["item_id"].to_numpy())
-        written += len(frame)
-        writer = writer or pq.ParquetWriter(target, ITEM_SCHEMA)
-        writer.write_table(pa.Table.from_pandas(frame, schema=ITEM_SCHEMA, preserve_index=False))
-    if writer:
-        writer.close()
-    if target and written != len(seen.merge()):
-        raise RawDataError(f"{path}: column 'video_id': a video appears twice in different chunks; expected one row per id")

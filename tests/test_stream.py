@@ -18,7 +18,8 @@ import pytest
 
 import dataset_prep
 from dataset_prep import stream_split
-from dataset_prep.stream_prepare import ITEM_SCHEMA, prepare_stream
+from dataset_prep.stream_formats import ITEM_SCHEMA
+from dataset_prep.stream_prepare import prepare_stream
 from recbole_lda.cli.prepare import dataset_config
 from test_data_kuairand import write_27k, write_log, write_user_features, write_video_features
 
@@ -168,6 +169,44 @@ def test_prepare_command_prints_the_folder(tmp_path):
     assert again.stdout.strip() == out and "streamed cache hit" in again.stderr
     bad = subprocess.run(command[:-1] + ["--stream_chunk_rows=0"], capture_output=True, text=True)
     assert bad.returncode != 0 and "--stream_chunk_rows=0: expected an integer >= 1" in bad.stderr
+
+
+def test_kuairec_format_synthetic_same_as_in_memory(tmp_path):
+    """The default synthetic dataset (KuaiRec's format, kuairec.convert's rules): same rows,
+    counts, time split and features."""
+    config = configs(tmp_path, "synthetic", synthetic_rows=20_000, synthetic_users=150, synthetic_items=600,
+                     split="time", split_dates=[20200820, 20200830])
+    memory, streamed = both(config)
+    assert streamed.meta["partitions"] > 10
+    for key in COUNTS + ("rows_per_split",):
+        assert streamed.meta[key] == memory.meta[key], key
+    for split in ("train", "valid", "test"):
+        columns = ["user_id", "item_id", "label", "duration"]
+        pd.testing.assert_frame_equal(sorted_rows(streamed_split(streamed.path, split), columns),
+                                      sorted_rows(atomic_split(memory.path, "synthetic", split), columns))
+    cache = Path(config["data_path"]) / "converted" / memory.meta["conversion_key"]
+    for name in ("user", "item"):
+        assert pq.read_table(Path(streamed.path) / f"{name}.parquet").equals(pq.read_table(cache / f"{name}.parquet"))
+
+
+def test_kuairec_duplicates_with_missing_timestamps(tmp_path):
+    """small_matrix's rows without date and timestamp: duplicates among them are found (NaN
+    equals NaN, as in pandas), and they keep day 0 (left out by a time split)."""
+    from test_data_kuairec import HEADER as KUAIREC_HEADER, ROWS, matrix_line
+
+    lines = [KUAIREC_HEADER] + [matrix_line(*row) for row in ROWS] + [
+        "14,149,1000,2000,,,,0.5", "14,149,1000,2000,,,,0.5", "14,149,1000,2000,,,,", "14,150,1000,2000,,,,0.5"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "small_matrix.csv").write_text("\n".join(lines) + "\n")
+    config = configs(tmp_path, "kuairec", raw_data_path=str(raw), kuairec_matrix="small", stream_chunk_rows=1,
+                     split_ratio=[0.5, 0.25, 0.25])
+    memory, streamed = both(config)
+    for key in COUNTS + ("rows_per_split",):
+        assert streamed.meta[key] == memory.meta[key], key
+    assert streamed.meta["rows_dropped"]["duplicate row"] == 2 and streamed.meta["partitions"] > 1
+    days = pd.concat([streamed_split(streamed.path, s) for s in ("train", "valid", "test")])["day"]
+    assert (days == 0).sum() == 3
 
 
 @pytest.mark.skipif(not os.environ.get("KUAIRAND_SUBSET_DIR"), reason="KUAIRAND_SUBSET_DIR not set")

@@ -4,10 +4,10 @@
         --split_dates="[20220501,20220505]"] [--stream_chunk_rows=1000000] [--format=parquet|atomic]
         [--data_path=dataset/] [--protocol=...] [any key of the dataset's YAML]
 
---format=parquet (the default for kuairand and synthetic_kuairand) streams the raw files
-into partitioned Parquet with memory bounded by stream_chunk_rows
+--format=parquet (the default for kuairand, synthetic_kuairand, kuairec and synthetic)
+streams the raw files into partitioned Parquet with memory bounded by stream_chunk_rows
 (dataset_prep/stream_prepare.py; docs/scale.md); --format=atomic (the default, and the
-only format, for the other datasets) writes the RecBole atomic files that
+only format, for wechat) writes the RecBole atomic files that
 `python run_recbole_lda.py` reads (dataset_prep/pipeline.py). Either way the folder is
 cached: a second call with the same raw files and keys prints it at once. Keys and values
 are checked as a run checks them: properties/overall.yaml, then the dataset's YAML, then
