@@ -42,9 +42,9 @@ class IdSet:
 
     def merge(self):
         if self.pending:
-            self.ids = np.unique(np.concatenate([self.ids.astype(np.int64)] + [p.astype(np.int64) for p in self.pending]))
-            if len(self.ids) and self.ids.min() >= 0 and self.ids.max() < 2**31:
-                self.ids = self.ids.astype(np.int32)
+            parts = [self.ids] + self.pending
+            small = all(p.dtype == np.int32 or len(p) == 0 for p in parts)  # int32 halves the merge's memory
+            self.ids = np.unique(np.concatenate([p.astype(np.int32 if small else np.int64) for p in parts]))
             self.pending, self.pending_size = [], 0
         return self.ids
 

@@ -216,3 +216,17 @@ def test_real_subset(tmp_path):
     memory, streamed = both(config)
     for key in COUNTS + ("rows_per_split",):
         assert streamed.meta[key] == memory.meta[key], key
+
+
+def test_id_set_merges_to_sorted_unique_ids():
+    ids = stream_split.IdSet()
+    rng = np.random.default_rng(0)
+    parts = [rng.integers(0, 3_000_000, 100_000) for _ in range(30)]  # several merges (pending > 2**20)
+    for part in parts:
+        ids.add(part)
+    merged = ids.merge()
+    assert merged.dtype == np.int32 and np.array_equal(merged, np.unique(np.concatenate(parts)))
+    wide = stream_split.IdSet()
+    wide.add(np.array([5, 2**40]))
+    wide.add(np.array([3, 5]))
+    assert wide.merge().tolist() == [3, 5, 2**40] and wide.ids.dtype == np.int64
