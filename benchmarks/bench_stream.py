@@ -18,13 +18,33 @@ import os
 import sys
 from pathlib import Path
 
-from bench_data import folder_bytes, machine, remove, run_stage_process, scratch_folder, write_report
+from bench_data import folder_bytes, machine, remove, scratch_folder, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 USERS_27K, VIDEOS_27K, ROWS_27K = 27_285, 32_038_725, 322_278_385
 STAGES = ("generate", "convert", "statistics")
+
+
+def run_stage_process(command, label):
+    """Run one stage in a subprocess: its wall time, CPU time (user + system: the machine
+    may be shared), peak resident memory (os.wait4's ru_maxrss) and its last JSON line."""
+    import json
+    import subprocess
+    import time
+
+    start = time.perf_counter()
+    child = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    out = child.stdout.read()
+    _, status, usage = os.wait4(child.pid, 0)
+    if os.waitstatus_to_exitcode(status):
+        raise RuntimeError(f"{label} failed with exit code {os.waitstatus_to_exitcode(status)}")
+    result = {"wall_s": round(time.perf_counter() - start, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+              "peak_rss_mib": round(usage.ru_maxrss / 1024, 1)}
+    result.update(json.loads(out.strip().splitlines()[-1]))
+    print(f"  {label}: {result}", flush=True)
+    return result
 
 
 def videos_for(rows):

@@ -16,6 +16,7 @@ from dataset_prep.common import RawDataError
 from dataset_prep.raw import _ARROW_TYPES, _check_header, _check_required, count_missing, read_csv
 
 SAMPLE_BYTES = 1 << 16  # bytes read to estimate a line's length
+READAHEAD_SHARE = 16  # blocks per chunk (see csv_chunks)
 
 
 def average_line_bytes(path):
@@ -45,14 +46,33 @@ def csv_chunks(path, columns, chunk_rows, required=(), optional=None, missing=No
         bad_rows.append(row)
         return "skip"
 
+    # pyarrow's streaming reader reads up to 32 blocks ahead in a background thread
+    # (arrow's kDefaultBackgroundMaxQ): blocks of 1/READAHEAD_SHARE of a chunk bound that
+    # read-ahead to about two chunks of raw bytes, whatever the file's size; the blocks'
+    # batches are put together into chunks of about chunk_rows rows.
+    block = max(1 << 12, chunk_rows * average_line_bytes(path) // READAHEAD_SHARE)
     reader = pcsv.open_csv(
         path,
-        read_options=pcsv.ReadOptions(block_size=max(1 << 12, chunk_rows * average_line_bytes(path))),
+        read_options=pcsv.ReadOptions(block_size=block),
         parse_options=pcsv.ParseOptions(invalid_row_handler=on_bad_row),
         convert_options=pcsv.ConvertOptions(
             include_columns=list(wanted), column_types={c: _ARROW_TYPES[t] for c, t in wanted.items()}),
     )
     line = 2
+    for batches in _grouped(reader, chunk_rows, path, columns, required, optional, bad_rows):
+        table = pa.Table.from_batches(batches)
+        _check_required(table, path, required, first_line=line)
+        _add_missing(missing, path, count_missing(table, path, wanted))
+        yield line, table
+        line += table.num_rows
+    if line == 2:
+        raise RawDataError(f"{path}: the file has a header but no data rows")
+
+
+def _grouped(reader, chunk_rows, path, columns, required, optional, bad_rows):
+    """Lists of the reader's batches holding about chunk_rows rows each; on a parse error,
+    today's error (raw.read_csv on the whole file)."""
+    group, rows = [], 0
     while True:
         try:
             batch = reader.read_next_batch()
@@ -64,13 +84,13 @@ def csv_chunks(path, columns, chunk_rows, required=(), optional=None, missing=No
         if bad_rows:
             read_csv(path, columns, required, optional)
             raise RawDataError(f"{path}: a row has {bad_rows[0].actual_columns} field(s), expected {bad_rows[0].expected_columns}")
-        table = pa.Table.from_batches([batch])
-        _check_required(table, path, required, first_line=line)
-        _add_missing(missing, path, count_missing(table, path, wanted))
-        yield line, table
-        line += table.num_rows
-    if line == 2:
-        raise RawDataError(f"{path}: the file has a header but no data rows")
+        group.append(batch)
+        rows += batch.num_rows
+        if rows >= chunk_rows:
+            yield group
+            group, rows = [], 0
+    if group:
+        yield group
 
 
 def _add_missing(missing, path, counts):
