@@ -10,6 +10,7 @@ the converter's rule names. A row a rule would drop gets that rule as its reason
     dataset (converter)     user      item      duration (unit)        context fields
     kuairec, synthetic      user_id   video_id  video_duration (ms)    -
     kuairand                user_id   video_id  duration_ms (ms)       hour (time_ms at UTC+8, else hourmin // 100), tab, is_rand
+    (synthetic_kuairand: as kuairand)
     wechat                  userid    feedid    videoplayseconds (s)   device
     generic                 its column map (`columns`, `units`)        -
 
@@ -29,6 +30,8 @@ FORMATS = {
     "dataset_prep.synthetic": ("user_id", "video_id", "video_duration", "ms", (("video_duration <= 0", "<=0"),)),
     "dataset_prep.kuairand": ("user_id", "video_id", "duration_ms", "ms",
                               (("duration_ms == 0 (unknown duration)", "==0"), ("duration_ms < 0", "<0"))),
+    "dataset_prep.synthetic_kuairand": ("user_id", "video_id", "duration_ms", "ms",  # KuaiRand's raw format
+                                        (("duration_ms == 0 (unknown duration)", "==0"), ("duration_ms < 0", "<0"))),
     "dataset_prep.wechat": ("userid", "feedid", "videoplayseconds", "s", (("videoplayseconds <= 0", "<=0"),)),
     "dataset_prep.generic": (None, None, None, None, (("duration <= 0", "<=0"),)),
 }
@@ -107,7 +110,7 @@ def prediction_rows(module_name, frame, options):
     out.insert(0, "user_id", frame[user].to_numpy())
     out.insert(1, "item_id", frame[item].to_numpy())
     out.insert(2, "duration", seconds)
-    if module_name == "dataset_prep.kuairand" and options.get("add_context_features"):
+    if module_name in ("dataset_prep.kuairand", "dataset_prep.synthetic_kuairand") and options.get("add_context_features"):
         _kuairand_context(frame, out)
     return out, rows.reason
 
