@@ -334,7 +334,7 @@ def read_tensors(file):
     return state
 
 
-def _build(model_class, config, dataset, state):
+def build_for_state(model_class, config, dataset, state):
     """The model with the modules of `state`, before loading it (see the module docstring)."""
     with torch.random.fork_rng(devices=[]):  # the caller's random state is left as it was
         torch.manual_seed(0)
@@ -387,7 +387,7 @@ def load(path, device="cpu"):
     dataset = StandInDataset(fields, names["user_id"], names["item_id"], names["label"], names["duration"])
     model_class = get_model(manifest["model"])
     try:
-        model = _build(model_class, config, dataset, state)
+        model = build_for_state(model_class, config, dataset, state)
         model.load_state_dict(state, strict=True)
     except (RuntimeError, KeyError, ValueError) as err:
         raise SavedModelError(

@@ -1,0 +1,96 @@
+"""Every Ray Train call (Ray 2.6.3: `ray.train.torch.TorchTrainer`, `ray.air.ScalingConfig`,
+`RunConfig`, `FailureConfig`, `CheckpointConfig`, `ray.air.session`, `ray.air.Checkpoint`) of
+data-parallel training. Ray 2.7+ renamed most of them (../shared/docs/scale_notes.md): this
+file is the one to change.
+
+`fit(worker, job, ...)` runs `worker(job, session)` on `num_workers` Ray Train workers (one
+CPU each; DDP over gloo on CPUs, NCCL with use_gpu) and returns the last checkpoint of rank 0
+as a dict. `session` is `RaySession`: rank, world_size, `restored()` (the checkpoint a
+restarted worker group resumes from) and `report(metrics, checkpoint)`. A worker group that
+fails (a worker killed, a node lost) is restarted from the last checkpoint up to
+`max_failures` times (FailureConfig).
+"""
+
+import os
+import warnings
+
+
+def _ray():
+    with warnings.catch_warnings():  # Ray 2.6.3 imports pkg_resources, which warns on import
+        warnings.simplefilter("ignore")
+        import ray
+
+    return ray
+
+
+class RaySession:
+    """The session of data_parallel.train_worker, on ray.air.session."""
+
+    def __init__(self):
+        from ray.air import Checkpoint, session
+
+        self._session, self._checkpoint = session, Checkpoint
+        self.rank, self.world_size = session.get_world_rank(), session.get_world_size()
+
+    def restored(self):
+        checkpoint = self._session.get_checkpoint()
+        return checkpoint.to_dict() if checkpoint is not None else None
+
+    def report(self, metrics, checkpoint=None):
+        made = self._checkpoint.from_dict(checkpoint) if checkpoint is not None else None
+        self._session.report(metrics, checkpoint=made)
+
+
+def _loop(config):
+    """Ray Train's train_loop_per_worker."""
+    config["worker"](config["job"], RaySession())
+
+
+def start(address=None, num_cpus=None):
+    """Connect to the cluster at `address`, or start a local Ray instance of `num_cpus` CPUs."""
+    ray = _ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+
+
+def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train"):
+    """Run `worker(job, RaySession())` on `num_workers` workers; rank 0's last checkpoint (dict)."""
+    ray = _ray()
+    from ray.air import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    start(address, None if address else num_workers)
+    try:
+        trainer = TorchTrainer(
+            _loop,
+            train_loop_config={"worker": worker, "job": job},
+            torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
+            scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, trainer_resources={"CPU": 0},
+                                         resources_per_worker={"CPU": 1}),
+            run_config=RunConfig(name=name, storage_path=storage, verbose=0,
+                                 failure_config=FailureConfig(max_failures=max_failures),
+                                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        )
+        result = trainer.fit()
+        if result.error is not None:
+            raise result.error
+        return result.checkpoint.to_dict()
+    finally:
+        ray.shutdown()
+
+
+def gpus_available(address=None):
+    """GPUs that Ray would see here (address=None) or on the cluster; 0 without starting Ray locally."""
+    if address is None:
+        import torch
+
+        return torch.cuda.device_count()
+    ray = _ray()
+    start(address)
+    try:
+        return int(ray.cluster_resources().get("GPU", 0))
+    finally:
+        ray.shutdown()

@@ -1,0 +1,215 @@
+"""The training loop of one data-parallel worker, engine-agnostic: it runs inside Ray Train
+(recbole_lda/distributed/ray_train.py) and, in tests, inside plain torch.distributed processes.
+
+A worker gets a `job` (dict: the model name, the resolved configuration, the fields, the
+initial state dict, the data folder, the run folder, steps per epoch and its batch size)
+and a `session` that the engine provides:
+    session.rank, session.world_size
+    session.restored()                the last checkpoint (a dict) or None
+    session.report(metrics, checkpoint=None)   every worker calls it once per epoch
+When world_size > 1 the torch.distributed process group is up (gloo on CPUs) and the model
+is wrapped in DistributedDataParallel: every step averages the gradients of the workers,
+so N workers on batches of B/N rows take the step of one process on B rows whenever the
+loss is a mean over rows (tests/test_data_parallel.py; LDA's OT targets are computed on
+each worker's own rows, see docs/scale.md).
+
+Each epoch: `steps` batches of the worker's own share of train/ (quick_start/partitions.py),
+then every worker predicts its share of valid/ into `<run>/valid-<epoch>/part-<rank>.parquet`;
+rank 0 scores the folder (`score_folder`), and its decision (best so far, stop) goes to every
+worker; each keeps its own copy of the best weights (the workers' weights are equal). At the
+end the best weights predict test/ into `<run>/test/`, which rank 0 scores.
+"""
+
+import os
+import resource
+import time
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.distributed as dist
+from recbole.utils import init_seed
+
+from recbole_lda.quick_start import partitions as parts
+from recbole_lda.quick_start import stream_model as sm
+from recbole_lda.utils.fileio import atomic_output
+from recbole_lda.evaluator import xauc
+
+SMALLER_IS_BETTER = {"mae", "rmse"}
+PREDICTION_COLUMNS = ("user_id", "item_id", "duration", "label", "user_index", "item_index")
+
+
+def peak_memory_mb():
+    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def train_step(wrapped, optimizer, interaction):
+    """One optimisation step; the loss (a float)."""
+    optimizer.zero_grad()
+    loss = wrapped(interaction)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
+def wrap(model, world_size):
+    """LossOf(model), in DistributedDataParallel when there are several workers."""
+    loss = sm.LossOf(model)
+    if world_size == 1:
+        return loss
+    return torch.nn.parallel.DistributedDataParallel(loss, find_unused_parameters=True)
+
+
+def share_all(value, rank, world_size):
+    """Rank 0's `value` on every worker."""
+    if world_size == 1:
+        return value
+    box = [value if rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather_all(value, world_size):
+    """[value of rank 0, value of rank 1, ...] on every worker."""
+    if world_size == 1:
+        return [value]
+    out = [None] * world_size
+    dist.all_gather_object(out, value)
+    return out
+
+
+@torch.no_grad()
+def predict_share(model, my_pieces, config, path):
+    """Predictions of the worker's pieces of a split into one Parquet file (written atomically):
+    user_id, item_id (raw ids), duration, label, prediction."""
+    model.eval()
+    batch_rows = int(config["eval_batch_size"])
+    tables = []
+    for piece in my_pieces:
+        data = parts.read_piece(piece, list(PREDICTION_COLUMNS))
+        for start in range(0, piece.rows, batch_rows):
+            chunk = {c: v[start:start + batch_rows] for c, v in data.items()}
+            pred = model.predict(sm.to_interaction(chunk, config)).double().numpy()
+            tables.append(pa.table({"user_id": chunk["user_id"], "item_id": chunk["item_id"],
+                                    "duration": chunk["duration"].astype(np.float64),
+                                    "label": chunk["label"].astype(np.float64), "prediction": pred}))
+    schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("duration", pa.float64()),
+                        ("label", pa.float64()), ("prediction", pa.float64())])
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with atomic_output(path, mode="wb") as tmp:
+        pq.write_table(table, tmp)
+    model.train()
+
+
+def score_folder(folder, config):
+    """MAE, RMSE, XAUC and XGAUC of every prediction file in `folder` (exact, in this process:
+    to be replaced by the partitioned evaluation of recbole_lda/evaluator/partitioned.py)."""
+    table = pa.concat_tables([pq.read_table(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
+                              if f.endswith(".parquet")])
+    labels, preds = table.column("label").to_numpy(), table.column("prediction").to_numpy()
+    users = table.column("user_id").to_numpy()
+    scores = xauc.all_conventions(labels, preds, users=users, durations=table.column("duration").to_numpy(),
+                                  edges=tuple(float(e) for e in config["metric_bucket_edges"]),
+                                  block_size=int(config["xauc_block_size"]))
+    error = preds - labels
+    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))), **scores}
+
+
+def evaluate_split(model, job, session, split, name):
+    """Every worker predicts its share of `split` into `<run>/<name>/`; rank 0's scores, on every worker."""
+    my_pieces = parts.share(parts.pieces(job["folder"], split), session.rank, session.world_size)
+    folder = os.path.join(job["run_dir"], name)
+    predict_share(model, my_pieces, job["config"], os.path.join(folder, f"part-{session.rank:05d}.parquet"))
+    if session.world_size > 1:
+        dist.barrier()
+    scores = score_folder(folder, job["config"]) if session.rank == 0 else None
+    return share_all(scores, session.rank, session.world_size)
+
+
+def fresh_progress():
+    return {"next_epoch": 0, "best_score": None, "best_epoch": None, "bad": 0, "stop": False, "history": [],
+            "epoch_times": []}
+
+
+def resume(session, model, optimizer):
+    """(progress, best weights) from the session's last checkpoint (weights and optimiser state
+    loaded into `model` and `optimizer`), or a fresh start."""
+    checkpoint = session.restored()
+    if checkpoint is None:
+        return fresh_progress(), None
+    model.load_state_dict(checkpoint["model"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    return checkpoint["progress"], checkpoint["best"]
+
+
+def train_epoch(epoch, model, wrapped, optimizer, my_pieces, job, session):
+    """One epoch of the worker's share; (mean training loss over the workers, seconds)."""
+    config = job["config"]
+    if hasattr(model, "set_epoch"):  # epoch-dependent settings (LDA's temperature schedule)
+        model.set_epoch(epoch)
+    start = time.perf_counter()
+    losses = [train_step(wrapped, optimizer, sm.to_interaction(batch, config))
+              for batch in parts.batches(my_pieces, list(sm.INPUT_COLUMNS), job["batch_rows"], job["steps"],
+                                         int(config["seed"]), epoch, session.rank)]
+    seconds = time.perf_counter() - start
+    return float(np.mean(gather_all(float(np.mean(losses)), session.world_size))), seconds
+
+
+def validate(epoch, model, job, session, progress, best):
+    """Score valid/ and update progress (best score and epoch, early stopping); the best weights."""
+    from recbole.utils import early_stopping
+
+    config = job["config"]
+    scores = evaluate_split(model, job, session, "valid", f"valid-{epoch}")
+    score = scores[str(config["valid_metric"]).lower()]
+    bigger = bool(config["valid_metric_bigger"])
+    previous = progress["best_score"] if progress["best_score"] is not None else (-np.inf if bigger else np.inf)
+    progress["best_score"], progress["bad"], progress["stop"], improved = early_stopping(
+        score, previous, progress["bad"], int(config["stopping_step"]), bigger)
+    if improved:
+        progress["best_epoch"] = epoch
+        best = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    progress["history"].append({"epoch": epoch, "valid_score": score, **scores})
+    if session.rank == 0:
+        import shutil
+
+        shutil.rmtree(os.path.join(job["run_dir"], f"valid-{epoch}"), ignore_errors=True)
+    return best
+
+
+def train_worker(job, session):
+    """The whole loop of one worker (module docstring); rank 0's last report holds the results."""
+    config = job["config"]
+    torch.set_num_threads(int(config["torch_num_threads"] or 1))
+    init_seed(int(config["seed"]) + session.rank, bool(config["reproducibility"]))
+    model = sm.worker_model(job["model"], config, job["fields"], job["state"])
+    optimizer = sm.make_optimizer(model, config)
+    progress, best = resume(session, model, optimizer)
+    wrapped = wrap(model, session.world_size)
+    my_pieces = parts.share(parts.pieces(job["folder"], "train"), session.rank, session.world_size)
+    for epoch in range(progress["next_epoch"], int(config["epochs"])):
+        loss, seconds = train_epoch(epoch, model, wrapped, optimizer, my_pieces, job, session)
+        progress["epoch_times"].append(seconds)
+        if (epoch + 1) % int(config["eval_step"]) == 0:
+            best = validate(epoch, model, job, session, progress, best)
+        progress["next_epoch"] = epoch + 1
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
+                      "best": best} if session.rank == 0 else None
+        session.report({"epoch": epoch, "train_loss": loss, "epoch_s": seconds, "done": False}, checkpoint)
+        if progress["stop"]:
+            break
+    finish(model, job, session, progress, best)
+
+
+def finish(model, job, session, progress, best):
+    """The best weights on test/ (into `<run>/test/`); the final report (every worker's peak memory)."""
+    if best is None:
+        raise RuntimeError("no best model: the run never validated (check epochs and eval_step)")
+    model.load_state_dict(best)
+    test_result = evaluate_split(model, job, session, "test", "test")
+    memory = gather_all(peak_memory_mb(), session.world_size)
+    final = {"best": best, "progress": progress, "test_result": test_result, "worker_peak_memory_mb": memory}
+    session.report({"epoch": progress["next_epoch"] - 1, "done": True}, final if session.rank == 0 else None)

@@ -1,0 +1,98 @@
+"""Each worker's share of a split stored as partitioned Parquet (the layout of
+dataset_prep/stream_prepare.py: `<folder>/<split>/part-NNNNN.parquet`), read with pyarrow
+one row group at a time, so that no process holds a whole split.
+
+- `pieces(folder, split)`: every (file, row group, rows) of a split, in file order.
+- `share(pieces, rank, world)`: the pieces of worker `rank` of `world`: the largest piece
+  first to the worker with the fewest rows so far (deterministic; every worker computes
+  the same assignment without talking to the others).
+- `batches(...)`: one epoch of a worker's training rows in batches of exactly `batch_rows`:
+  the order of its pieces and the rows inside a window of `shuffle_pieces` pieces are drawn
+  from (seed, epoch, rank), so every epoch is reshuffled; a worker whose share is shorter
+  than `steps` batches starts its (reshuffled) share again, so that every worker takes the
+  same number of steps (data-parallel steps must match).
+"""
+
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow.parquet as pq
+
+
+@dataclass(frozen=True)
+class Piece:
+    path: str
+    row_group: int
+    rows: int
+
+
+def split_files(folder, split):
+    """The partitions of one split, in name order; FileNotFoundError when there are none."""
+    files = sorted(glob.glob(os.path.join(glob.escape(folder), split, "part-*.parquet")))
+    if not files:
+        raise FileNotFoundError(f"no {split}/part-*.parquet in {folder}: not a partitioned (streamed) data folder")
+    return files
+
+
+def pieces(folder, split):
+    """Every row group of a split as a Piece, in file order (read from the Parquet footers only)."""
+    out = []
+    for path in split_files(folder, split):
+        meta = pq.ParquetFile(path).metadata
+        out.extend(Piece(path, g, meta.row_group(g).num_rows) for g in range(meta.num_row_groups))
+    return out
+
+
+def share(all_pieces, rank, world):
+    """The pieces of worker `rank` (0-based) among `world` workers, in file order."""
+    if not 0 <= rank < world:
+        raise ValueError(f"rank {rank} is not in 0..{world - 1}")
+    loads = np.zeros(world, dtype=np.int64)
+    owner = {}
+    for index in sorted(range(len(all_pieces)), key=lambda i: (-all_pieces[i].rows, i)):
+        w = int(np.argmin(loads))  # the first of the least loaded
+        owner[index] = w
+        loads[w] += all_pieces[index].rows
+    return [p for i, p in enumerate(all_pieces) if owner[i] == rank]
+
+
+def read_piece(piece, columns):
+    """{column: numpy array} of one row group."""
+    table = pq.ParquetFile(piece.path).read_row_group(piece.row_group, columns=columns)
+    return {c: table.column(c).to_numpy() for c in columns}
+
+
+def _windows(my_pieces, columns, rng, shuffle_pieces):
+    """The rows of the pieces in a random order: pieces shuffled, then rows shuffled inside
+    each window of `shuffle_pieces` consecutive pieces."""
+    order = rng.permutation(len(my_pieces))
+    for start in range(0, len(order), shuffle_pieces):
+        parts = [read_piece(my_pieces[i], columns) for i in order[start:start + shuffle_pieces]]
+        window = {c: np.concatenate([p[c] for p in parts]) for c in columns}
+        perm = rng.permutation(len(window[columns[0]]))
+        yield {c: v[perm] for c, v in window.items()}
+
+
+def batches(my_pieces, columns, batch_rows, steps, seed, epoch, rank, shuffle_pieces=4):
+    """`steps` batches ({column: array} of `batch_rows` rows each) of one epoch of a worker."""
+    if not my_pieces or sum(p.rows for p in my_pieces) == 0:
+        raise ValueError(f"worker {rank} has no training rows: fewer row groups than workers")
+    rng = np.random.default_rng([seed, epoch, rank])
+    pending, held, done = [], 0, 0
+    while done < steps:
+        for window in _windows(my_pieces, columns, rng, shuffle_pieces):
+            pending.append(window)
+            held += len(window[columns[0]])
+            while held >= batch_rows and done < steps:
+                joined = {c: np.concatenate([w[c] for w in pending]) for c in columns}
+                yield {c: v[:batch_rows] for c, v in joined.items()}
+                pending, held, done = [{c: v[batch_rows:] for c, v in joined.items()}], held - batch_rows, done + 1
+            if done == steps:
+                return
+
+
+def split_rows(folder, split):
+    """Rows of a split (from the Parquet footers)."""
+    return sum(p.rows for p in pieces(folder, split))

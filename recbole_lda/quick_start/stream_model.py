@@ -1,0 +1,137 @@
+"""A model of any registered class, built for data-parallel training on partitioned data
+without a RecBole dataset of the full data (recbole_lda/inference/stand_in.py does the same
+for a saved model).
+
+- `streamed_fields(folder)`: the fields a model sees: user_id and item_id (tokens; id 0 is
+  the padding, so a row's id is its `user_index` / `item_index` + 1), duration and label
+  (floats, seconds). Context tokens (hour, tab) and the user and video feature tables of the
+  folder are not inputs of this engine yet (docs/scale.md, "Training on a cluster").
+- `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
+  (its constructor sees the training labels and durations through `TrainingStandIn`;
+  LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
+  what every worker starts from.
+- `worker_model(...)`: in a worker: the same class built from the stand-in sample, then
+  the driver's state dict loaded (as saved_model.load does), so every worker starts with
+  the same parameters and statistics.
+- `LossOf`, `make_optimizer`, `to_interaction`: the pieces of one optimisation step.
+"""
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+import torch.nn as nn
+from recbole.data.interaction import Interaction
+from recbole.utils import init_seed
+
+from recbole_lda.config.registry import get_model
+from recbole_lda.inference.saved_model import build_for_state
+from recbole_lda.inference.stand_in import SavedConfig, StandInDataset
+from recbole_lda.quick_start.partitions import split_files
+
+# Columns of the partitions a batch reads: partition column -> (field key, dtype).
+INPUT_COLUMNS = ("user_index", "item_index", "duration", "label")
+
+
+def id_count(folder, name):
+    """Rows of user_ids.parquet / item_ids.parquet (the distinct ids of the folder)."""
+    return pq.ParquetFile(f"{folder}/{name}_ids.parquet").metadata.num_rows
+
+
+def streamed_fields(folder, config):
+    """fields.json's content (saved_model) for the fields this engine feeds a model."""
+    uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    return {
+        uid: {"type": "token", "source": "user_id", "tokens": range(id_count(folder, "user") + 1)},
+        iid: {"type": "token", "source": "item_id", "tokens": range(id_count(folder, "item") + 1)},
+        config["DURATION_FIELD"]: {"type": "float", "source": "inter"},
+        config["LABEL_FIELD"]: {"type": "float", "source": "inter"},
+    }
+
+
+def training_columns(folder):
+    """{label, duration, user, item} of the whole training split: labels and durations as float64
+    tensors of float32 values (as RecBole holds them), user and item ids (index + 1). In memory
+    (24 bytes per row): to be replaced by the one-pass statistics of dataset_prep/label_statistics.py."""
+    names = ["label", "duration", "user_index", "item_index"]
+    tables = [pq.read_table(f, columns=names) for f in split_files(folder, "train")]
+    cols = {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in names}
+    return {"label": torch.from_numpy(cols["label"].astype(np.float32).astype(np.float64)),
+            "duration": torch.from_numpy(cols["duration"].astype(np.float32).astype(np.float64)),
+            "user": torch.from_numpy(cols["user_index"].astype(np.int64) + 1),
+            "item": torch.from_numpy(cols["item_index"].astype(np.int64) + 1)}
+
+
+class TrainingStandIn(StandInDataset):
+    """A StandInDataset whose training columns are the real training rows' (training_columns)."""
+
+    def __init__(self, fields, config, columns):
+        super().__init__(fields, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["LABEL_FIELD"],
+                         config["DURATION_FIELD"])
+        for key, field in (("label", "LABEL_FIELD"), ("duration", "DURATION_FIELD"), ("user", "USER_ID_FIELD"),
+                           ("item", "ITEM_ID_FIELD")):
+            self.inter_feat[config[field]] = columns[key]
+
+
+def worker_config(hyper):
+    """A model's configuration in a worker: the run's resolved keys (JSON-able), on the CPU."""
+    config = SavedConfig(hyper)
+    config["device"] = torch.device("cpu")
+    return config
+
+
+def initial_state(model_name, hyper, fields, folder):
+    """The state dict every worker starts from (module docstring)."""
+    config = worker_config(hyper)
+    columns = training_columns(folder)
+    init_seed(config["seed"], config["reproducibility"])
+    model = get_model(model_name)(config, TrainingStandIn(fields, config, columns))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def worker_model(model_name, hyper, fields, state):
+    """The model in a worker, with `state` loaded."""
+    config = worker_config(hyper)
+    dataset = StandInDataset(fields, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["LABEL_FIELD"],
+                             config["DURATION_FIELD"])
+    model = build_for_state(get_model(model_name), config, dataset, state)
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def to_interaction(batch, config):
+    """A RecBole Interaction of a batch of partition columns ({column: numpy array})."""
+    return Interaction({
+        config["USER_ID_FIELD"]: torch.from_numpy(batch["user_index"].astype(np.int64) + 1),
+        config["ITEM_ID_FIELD"]: torch.from_numpy(batch["item_index"].astype(np.int64) + 1),
+        config["DURATION_FIELD"]: torch.from_numpy(batch["duration"].astype(np.float32)),
+        config["LABEL_FIELD"]: torch.from_numpy(batch["label"].astype(np.float32)),
+    })
+
+
+class LossOf(nn.Module):
+    """The model's training loss as `forward`, so that DistributedDataParallel (which hooks
+    `forward`) synchronises its gradients; a tuple of loss parts is summed, as RecBole's
+    trainer does."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, interaction):
+        loss = self.model.calculate_loss(interaction)
+        return sum(loss) if isinstance(loss, tuple) else loss
+
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
+              "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
+
+
+def make_optimizer(model, config):
+    """The optimiser of RecBole's trainer (`learner`, `learning_rate`, `weight_decay`), with the
+    model's own parameter groups where it has them (as WatchTimeTrainer)."""
+    learner = str(config["learner"]).lower()
+    if learner not in OPTIMIZERS:
+        raise ValueError(f"learner {config['learner']!r}: the ray engine takes {', '.join(OPTIMIZERS)}")
+    lr = config["learning_rate"]
+    params = model.optimizer_param_groups(lr) if hasattr(model, "optimizer_param_groups") else model.parameters()
+    return OPTIMIZERS[learner](params, lr=lr, weight_decay=config["weight_decay"] or 0.0)

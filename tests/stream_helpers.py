@@ -1,0 +1,62 @@
+"""Helpers of the data-parallel tests: a tiny partitioned (streamed) data folder in the layout of
+dataset_prep/stream_prepare.py, and one optimisation step in each of N torch.distributed
+processes (gloo), for comparison with one process on the whole batch."""
+
+import os
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+
+def write_streamed(folder, rows=3000, users=60, items=80, seed=0, files=3, row_group_rows=None):
+    """train/, valid/, test/ (80/10/10 of the rows, `files` partitions each, by user), user_ids and
+    item_ids; labels: watch ratios of a few modes times the duration (seconds)."""
+    rng = np.random.default_rng(seed)
+    u, i = rng.integers(0, users, rows), rng.integers(0, items, rows)
+    duration = np.round(np.clip(np.exp(rng.normal(2.26, 0.9, items)), 0.5, 300.0), 3)[i]
+    score = rng.normal(0, 1, users)[u] + rng.normal(0, 1, items)[i] - 0.3 * np.log(duration)
+    ratio = np.exp(np.where(score > 0, 0.0, -1.5) + 0.3 * rng.normal(size=rows))
+    label = np.round(ratio * duration, 3)
+    raw_users, raw_items = np.arange(users) * 7 + 100, np.arange(items) * 3 + 5000
+    cut = [0, int(0.8 * rows), int(0.9 * rows), rows]
+    os.makedirs(folder, exist_ok=True)
+    for k, split in enumerate(("train", "valid", "test")):
+        os.makedirs(os.path.join(folder, split))
+        sl = slice(cut[k], cut[k + 1])
+        for f in range(files):
+            mine = np.flatnonzero(u[sl] % files == f)
+            table = pa.table({"user_id": raw_users[u[sl][mine]], "item_id": raw_items[i[sl][mine]],
+                              "label": label[sl][mine], "duration": duration[sl][mine],
+                              "user_index": u[sl][mine].astype(np.int32), "item_index": i[sl][mine].astype(np.int32)})
+            pq.write_table(table, os.path.join(folder, split, f"part-{f:05d}.parquet"), row_group_size=row_group_rows)
+    pq.write_table(pa.table({"user_id": raw_users}), os.path.join(folder, "user_ids.parquet"))
+    pq.write_table(pa.table({"item_id": raw_items}), os.path.join(folder, "item_ids.parquet"))
+    return folder
+
+
+def step_in_process(rank, world, port, cases, batch, out_dir):
+    """One step of every case (model name, hyperparameters, fields, state) on this rank's
+    rows of `batch`; the parameters after it into out_dir/<case>-<rank>.pt."""
+    import torch
+    import torch.distributed as dist
+
+    from recbole_lda import compat
+    from recbole_lda.quick_start import data_parallel as dp
+    from recbole_lda.quick_start import stream_model as sm
+
+    compat.apply()
+    torch.set_num_threads(1)
+    if world > 1:
+        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    rows = len(batch["label"]) // world
+    mine = {c: v[rank * rows:(rank + 1) * rows] for c, v in batch.items()}
+    for name, (model_name, hyper, fields, state) in cases.items():
+        torch.manual_seed(0)
+        model = sm.worker_model(model_name, hyper, fields, state)
+        optimizer = sm.make_optimizer(model, sm.worker_config(hyper))
+        dp.train_step(dp.wrap(model, world), optimizer, sm.to_interaction(mine, sm.worker_config(hyper)))
+        torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
+                   os.path.join(out_dir, f"{name}-{rank}.pt"))
+    if world > 1:
+        dist.destroy_process_group()
