@@ -5,14 +5,17 @@ file is the one to change.
 
 `fit(worker, job, ...)` runs `worker(job, session)` on `num_workers` Ray Train workers (one
 CPU each; DDP over gloo on CPUs, NCCL with use_gpu) and returns the last checkpoint of rank 0
-as a dict. `session` is `RaySession`: rank, world_size, `restored()` (the checkpoint a
+as a dict (saved as a folder with torch.save, read back with weights_only=True). `session` is `RaySession`: rank, world_size, `restored()` (the checkpoint a
 restarted worker group resumes from) and `report(metrics, checkpoint)`. A worker group that
 fails (a worker killed, a node lost) is restarted from the last checkpoint up to
 `max_failures` times (FailureConfig).
 """
 
 import os
+import tempfile
 import warnings
+
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 def _ray():
@@ -34,11 +37,26 @@ class RaySession:
 
     def restored(self):
         checkpoint = self._session.get_checkpoint()
-        return checkpoint.to_dict() if checkpoint is not None else None
+        return read_checkpoint(checkpoint) if checkpoint is not None else None
 
     def report(self, metrics, checkpoint=None):
-        made = self._checkpoint.from_dict(checkpoint) if checkpoint is not None else None
-        self._session.report(metrics, checkpoint=made)
+        if checkpoint is None:
+            self._session.report(metrics)
+            return
+        with tempfile.TemporaryDirectory(prefix="recbole-lda-checkpoint-") as folder:
+            import torch
+
+            torch.save(checkpoint, os.path.join(folder, CHECKPOINT_FILE))
+            self._session.report(metrics, checkpoint=self._checkpoint.from_directory(folder))
+
+
+def read_checkpoint(checkpoint):
+    """The dict a worker reported, read with torch's weights-only loader (tensors and plain values;
+    Ray 2.6's TorchCheckpoint.from_dict pickles, which torch >= 2.6 refuses to load by default)."""
+    import torch
+
+    with checkpoint.as_directory() as folder:
+        return torch.load(os.path.join(folder, CHECKPOINT_FILE), map_location="cpu", weights_only=True)
 
 
 def _loop(config):
@@ -53,7 +71,9 @@ def start(address=None, num_cpus=None):
     if address:
         ray.init(address=address, logging_level="WARNING", log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING", log_to_driver=False)
+        # address="local": a new instance, never a cluster that another `ray start` on this machine left
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
 
 
 def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train"):
@@ -77,7 +97,7 @@ def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, s
         result = trainer.fit()
         if result.error is not None:
             raise result.error
-        return result.checkpoint.to_dict()
+        return read_checkpoint(result.checkpoint)
     finally:
         ray.shutdown()
 

@@ -6,7 +6,8 @@ initial state dict, the data folder, the run folder, steps per epoch and its bat
 and a `session` that the engine provides:
     session.rank, session.world_size
     session.restored()                the last checkpoint (a dict) or None
-    session.report(metrics, checkpoint=None)   every worker calls it once per epoch
+    session.report(metrics, checkpoint)   every worker calls it once per epoch, with a
+                                      checkpoint (a dict; rank 0's is kept, the others send {})
 When world_size > 1 the torch.distributed process group is up (gloo on CPUs) and the model
 is wrapped in DistributedDataParallel: every step averages the gradients of the workers,
 so N workers on batches of B/N rows take the step of one process on B rows whenever the
@@ -23,6 +24,7 @@ end the best weights predict test/ into `<run>/test/`, which rank 0 scores.
 import os
 import resource
 import time
+import uuid
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +35,7 @@ from recbole.utils import init_seed
 
 from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import stream_model as sm
-from recbole_lda.utils.fileio import atomic_output
+from recbole_lda.utils.fileio import atomic_output, json_safe
 from recbole_lda.evaluator import xauc
 
 SMALLER_IS_BETTER = {"mae", "rmse"}
@@ -115,7 +117,7 @@ def score_folder(folder, config):
                                   edges=tuple(float(e) for e in config["metric_bucket_edges"]),
                                   block_size=int(config["xauc_block_size"]))
     error = preds - labels
-    return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))), **scores}
+    return json_safe({"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))), **scores})
 
 
 def evaluate_split(model, job, session, split, name):
@@ -183,6 +185,9 @@ def validate(epoch, model, job, session, progress, best):
 def train_worker(job, session):
     """The whole loop of one worker (module docstring); rank 0's last report holds the results."""
     config = job["config"]
+    if session.rank == 0:  # one file per start of the worker group: the driver counts the restarts
+        os.makedirs(os.path.join(job["run_dir"], "attempts"), exist_ok=True)
+        open(os.path.join(job["run_dir"], "attempts", uuid.uuid4().hex), "w").close()
     torch.set_num_threads(int(config["torch_num_threads"] or 1))
     init_seed(int(config["seed"]) + session.rank, bool(config["reproducibility"]))
     model = sm.worker_model(job["model"], config, job["fields"], job["state"])
@@ -197,7 +202,7 @@ def train_worker(job, session):
             best = validate(epoch, model, job, session, progress, best)
         progress["next_epoch"] = epoch + 1
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "progress": progress,
-                      "best": best} if session.rank == 0 else None
+                      "best": best} if session.rank == 0 else {}
         session.report({"epoch": epoch, "train_loss": loss, "epoch_s": seconds, "done": False}, checkpoint)
         if progress["stop"]:
             break
@@ -212,4 +217,4 @@ def finish(model, job, session, progress, best):
     test_result = evaluate_split(model, job, session, "test", "test")
     memory = gather_all(peak_memory_mb(), session.world_size)
     final = {"best": best, "progress": progress, "test_result": test_result, "worker_peak_memory_mb": memory}
-    session.report({"epoch": progress["next_epoch"] - 1, "done": True}, final if session.rank == 0 else None)
+    session.report({"epoch": progress["next_epoch"] - 1, "done": True}, final if session.rank == 0 else {})

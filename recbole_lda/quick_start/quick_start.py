@@ -146,6 +146,20 @@ def timed(timings, key):
         timings[key] = perf_counter() - mark
 
 
+def check_output(config, key):
+    """OptionError now if output `key` cannot be written at the end (the ray engine's predictions
+    are a folder of files, one per worker: its parent must be writable)."""
+    path = config[key]
+    try:
+        if key == "predictions_file" and config["engine"] == "ray":
+            if os.path.isfile(path):
+                raise ValueError(f"{key} {path!r} is a file; the ray engine writes a folder of Parquet files there")
+            path = os.path.join(os.path.dirname(os.path.abspath(path)), ".write-check")
+        check_writable(path, key)
+    except ValueError as err:
+        raise OptionError(str(err)) from None
+
+
 def check_run(model, dataset, config_file_list, config_dict, cmd_overrides):
     """The run's Config, after every check that can fail before any work: the code is the
     one imported, the names, every key and value, every output path."""
@@ -155,10 +169,7 @@ def check_run(model, dataset, config_file_list, config_dict, cmd_overrides):
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
     for key in OUTPUT_KEYS:
         if config[key]:
-            try:
-                check_writable(config[key], key)
-            except ValueError as err:
-                raise OptionError(str(err)) from None
+            check_output(config, key)
     if config["save_model_dir"]:
         saved_model.check_target(config["save_model_dir"])
     return config
@@ -262,7 +273,7 @@ def write_outputs(config, results, test_frame):
 
 
 def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=None, saved=True, callback_fn=None,
-        evaluate_test=True):
+        evaluate_test=True, engine=None):
     """Train and evaluate `model` on `dataset`; return the results dictionary.
 
     Args:
@@ -277,9 +288,17 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
             validation (RecBole's hook), e.g. to report to a tuner.
         evaluate_test (bool): evaluate on the test split and write the predictions; a tuning
             trial, which selects on validation only, turns it off (no test figures at all).
+        engine: the module that starts data-parallel workers for `engine: ray`
+            (recbole_lda.distributed.ray_train, handed in by the command line).
     """
     start = perf_counter()
     config = check_run(model, dataset, config_file_list, config_dict, cmd_overrides)
+    if config["engine"] == "ray":
+        if engine is None or not saved or callback_fn is not None or not evaluate_test:
+            raise OptionError("engine: ray runs from the run command only (not inside tune or compare trials yet)")
+        from recbole_lda.quick_start import streamed
+
+        return streamed.run(config, engine, start)
     set_up_process(config)
     timings = {}
     prepared, train_data, valid_data, test_data = load_data(config, timings)

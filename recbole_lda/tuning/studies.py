@@ -341,21 +341,6 @@ def check_settings(path, settings, has_results):
     write_json(path, {"settings": current})
 
 
-def check_ray_address(address, timeout=10.0):
-    """Fail at once when nothing answers at a Ray cluster's HOST:PORT (Ray itself retries
-    for minutes before giving up)."""
-    import socket
-
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit():
-        raise OptionError(f"--ray_address={address!r}: expected HOST:PORT")
-    try:
-        with socket.create_connection((host, int(port)), timeout=timeout):
-            pass
-    except OSError as err:
-        raise OptionError(f"--ray_address={address}: no Ray cluster answers there ({err.strerror or err})") from None
-
-
 def check_studies(studies):
     """Every study's configuration and search-space keys, before any data is prepared or
     any trial runs: an unknown key or a bad value fails the command now."""

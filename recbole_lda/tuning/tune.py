@@ -71,7 +71,8 @@ import recbole_lda
 from recbole_lda.utils.fileio import read_json, write_json
 from recbole_lda.config.options import OptionError
 from recbole_lda.config.output_dir import manifest_file, progress_file, ray_dir, study_settings_file
-from recbole_lda.tuning.studies import (asha_settings, budget, build_studies, check_ray_address, check_settings,
+from recbole_lda.config.cluster import check_ray_address
+from recbole_lda.tuning.studies import (asha_settings, budget, build_studies, check_settings,
                                  check_studies, finite_or_none, read_tail, resolve_study, run_path, select_best,
                                  set_budget, tuning_path)
 from recbole_lda.tuning.trials import final_run, fmt_duration, progress_callback, ray_search_space, tune_trial
