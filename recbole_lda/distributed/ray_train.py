@@ -94,9 +94,14 @@ def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, s
                                  failure_config=FailureConfig(max_failures=max_failures),
                                  checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
-        result = trainer.fit()
-        if result.error is not None:
-            raise result.error
+        try:
+            result = trainer.fit()
+            if result.error is not None:
+                raise result.error
+        except Exception as err:  # noqa: BLE001 -- a worker's error, a lost node or cluster: one line
+            cause = err.__cause__ or err
+            first = (str(cause).strip().splitlines() or [type(cause).__name__])[-1][:300]
+            raise RuntimeError(f"ray engine: training failed after {max_failures} restart(s) at most: {first}") from err
         return read_checkpoint(result.checkpoint)
     finally:
         ray.shutdown()

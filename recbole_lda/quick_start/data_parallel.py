@@ -185,9 +185,10 @@ def validate(epoch, model, job, session, progress, best):
 def train_worker(job, session):
     """The whole loop of one worker (module docstring); rank 0's last report holds the results."""
     config = job["config"]
-    if session.rank == 0:  # one file per start of the worker group: the driver counts the restarts
-        os.makedirs(os.path.join(job["run_dir"], "attempts"), exist_ok=True)
-        open(os.path.join(job["run_dir"], "attempts", uuid.uuid4().hex), "w").close()
+    attempts = os.path.join(job["run_dir"], "attempts")  # a file per worker start (the driver counts restarts)
+    os.makedirs(attempts, exist_ok=True)
+    with open(os.path.join(attempts, f"rank{session.rank}-{uuid.uuid4().hex}"), "w") as f:
+        f.write(str(os.getpid()))
     torch.set_num_threads(int(config["torch_num_threads"] or 1))
     init_seed(int(config["seed"]) + session.rank, bool(config["reproducibility"]))
     model = sm.worker_model(job["model"], config, job["fields"], job["state"])

@@ -62,7 +62,7 @@ def save_model(config, job, model, best):
 def restarts(run_dir):
     """Starts of the worker group beyond the first (data_parallel.train_worker counts them)."""
     folder = os.path.join(run_dir, "attempts")
-    return len(os.listdir(folder)) - 1 if os.path.isdir(folder) else 0
+    return sum(name.startswith("rank0-") for name in os.listdir(folder)) - 1 if os.path.isdir(folder) else 0
 
 
 def finish(config, job, final, meta, timings, start):

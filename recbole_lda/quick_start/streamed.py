@@ -113,12 +113,13 @@ def run(config, engine, start):
     job["run_dir"] = run_folder(config)
     logger.info(f"{config['model']} on {config['dataset']} (ray engine, {config['num_workers']} workers): rows "
                 f"{job['rows']}, {job['steps']} steps of {config['train_batch_size']} rows per epoch")
-    fit_start = perf_counter()
-    final = engine.fit(data_parallel.train_worker, job, int(config["num_workers"]), address=config["ray_address"],
-                       use_gpu=bool(config["use_gpu"]), max_failures=int(config["max_failures"]),
-                       storage=job["run_dir"])
-    timings["fit_s"] = perf_counter() - fit_start
-    results = stream_outputs.finish(config, job, final, meta, timings, start)
-    if not config["keep_checkpoint"]:
-        shutil.rmtree(job["run_dir"], ignore_errors=True)
-    return results
+    try:
+        fit_start = perf_counter()
+        final = engine.fit(data_parallel.train_worker, job, int(config["num_workers"]), address=config["ray_address"],
+                           use_gpu=bool(config["use_gpu"]), max_failures=int(config["max_failures"]),
+                           storage=job["run_dir"])
+        timings["fit_s"] = perf_counter() - fit_start
+        return stream_outputs.finish(config, job, final, meta, timings, start)
+    finally:  # the run's own folder; its outputs are written whole or not at all
+        if not config["keep_checkpoint"]:
+            shutil.rmtree(job["run_dir"], ignore_errors=True)

@@ -1,0 +1,84 @@
+"""`--engine=ray` (recbole_lda/quick_start/streamed.py, recbole_lda/distributed/ray_train.py): the
+refusals before any work, and a run on 2 local Ray workers end to end (a local Ray start costs
+about 3 s and 1 GB: these tests are few)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from stream_helpers import write_streamed
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMON = ["--dataset=synthetic", "--engine=ray", "--log_dir=None", "--show_progress=False", "--torch_num_threads=1"]
+
+
+def cli(*args, cwd, module=None, timeout=600):
+    head = ["-m", *module.split()] if module else [str(ROOT / "run_recbole_lda.py")]
+    return subprocess.run([sys.executable, *head, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+def closed_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed again when the socket is: nothing listens there
+
+
+def test_refusals_before_any_work(tmp_path):
+    data = write_streamed(str(tmp_path / "data"), rows=400, users=20, items=30)
+    base = ["--model=VR", *COMMON, "--results_file=r.json"]
+    cases = [
+        (["--num_workers=0"], "num_workers"),
+        (["--num_workers=3", "--train_batch_size=256"], "--train_batch_size=256 is the global batch: it must be a multiple of --num_workers=3"),
+        ([f"--ray_address=127.0.0.1:{closed_port()}"], "no Ray cluster answers there"),
+        (["--ray_address=nowhere"], "expected HOST:PORT"),
+    ]
+    if torch.cuda.device_count() == 0:
+        cases.append((["--use_gpu=True"], "--use_gpu=True: no GPU on this machine"))
+    cases = [(extra + [f"--streamed_data_path={data}"], message) for extra, message in cases]
+    cases.append(([f"--streamed_data_path={tmp_path}"], "expected a folder of partitioned Parquet"))
+    for extra, message in cases:
+        start = time.perf_counter()
+        done = cli(*base, *extra, cwd=tmp_path)
+        assert done.returncode == 2, (extra, done.stderr[-1500:])
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (extra, done.stderr)
+        assert time.perf_counter() - start < 60, extra
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # no results, no run folder, nothing started
+
+
+def test_two_workers_end_to_end(tmp_path):
+    data = write_streamed(str(tmp_path / "data"), rows=3000, users=120, items=150)
+    done = cli("--model=VR", *COMMON, f"--streamed_data_path={data}", "--num_workers=2", "--epochs=2",
+               "--train_batch_size=256", "--max_failures=0", "--results_file=r.json", "--predictions_file=pred",
+               "--save_model_dir=model", f"--ray_run_dir={tmp_path / 'runs'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert (results["engine"], results["workers"], results["restarts"], results["epochs_run"]) == ("ray", 2, 0, 2)
+    assert results["rows"] == {"train": 2400, "valid": 300, "test": 300}
+    assert len(results["worker_peak_memory_mb"]) == 2 and all(m > 50 for m in results["worker_peak_memory_mb"])
+    assert [h["epoch"] for h in results["valid_history"]] == [0, 1]
+    assert results["best_valid_score"] == min(h["mae"] for h in results["valid_history"])
+    # the predictions folder: one file per worker, every test row once; the metrics are of these rows
+    files = sorted(os.listdir(tmp_path / "pred"))
+    assert files == ["part-00000.parquet", "part-00001.parquet"]
+    pred = pd.concat([pq.read_table(tmp_path / "pred" / f).to_pandas() for f in files])
+    test = pd.concat([pq.read_table(os.path.join(data, "test", f)).to_pandas() for f in sorted(os.listdir(os.path.join(data, "test")))])
+    assert sorted(zip(pred.user_id, pred.item_id, pred.label)) == sorted(zip(test.user_id, test.item_id, test.label))
+    assert results["test_result"]["mae"] == pytest.approx(np.mean(np.abs(pred.prediction - pred.label)), abs=1e-12)
+    assert os.listdir(tmp_path / "runs") == []  # the run's folder is removed (no keep_checkpoint)
+    # the saved model scores the same rows as the run did
+    pred[["user_id", "item_id", "duration"]].to_csv(tmp_path / "in.csv", index=False)
+    scored = cli("--model_dir=model", "--input=in.csv", "--output=out.csv", module="recbole_lda predict", cwd=tmp_path)
+    assert scored.returncode == 0, scored.stderr[-2000:]
+    again = pd.read_csv(tmp_path / "out.csv")
+    assert np.allclose(again.prediction, pred.prediction, rtol=1e-5, atol=1e-4)
