@@ -4,6 +4,7 @@ about 3 s and 1 GB: these tests are few)."""
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -82,3 +83,73 @@ def test_two_workers_end_to_end(tmp_path):
     assert scored.returncode == 0, scored.stderr[-2000:]
     again = pd.read_csv(tmp_path / "out.csv")
     assert np.allclose(again.prediction, pred.prediction, rtol=1e-5, atol=1e-4)
+
+
+def _start_node(env, *args):
+    done = subprocess.run([str(Path(sys.executable).parent / "ray"), "start", *args, "--num-cpus=1",
+                           "--disable-usage-stats"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def _stop_nodes(marker):
+    """SIGKILL exactly the processes of our two nodes: those whose command line names our own
+    temporary folder (never `ray stop`, which stops every Ray instance of the machine)."""
+    import signal
+
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if marker in cmdline:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except OSError:
+                pass
+
+
+def _wait_for(predicate, seconds, proc):
+    end = time.time() + seconds
+    while time.time() < end and proc.poll() is None:
+        found = predicate()
+        if found:
+            return found
+        time.sleep(0.5)
+    raise AssertionError(f"timed out (run exit status {proc.poll()}): {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
+
+
+def test_two_node_cluster_survives_a_killed_worker(tmp_path):
+    """A 2-node Ray cluster on the loopback address (1 CPU each: one worker per node); a worker is
+    SIGKILLed mid-epoch; the run resumes from the last checkpoint, completes and records the restart."""
+    import signal
+    import tempfile
+
+    data = write_streamed(str(tmp_path / "data"), rows=6000, users=200, items=150)
+    ray_tmp = tempfile.mkdtemp(prefix="rl23-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    port = closed_port()
+    try:
+        _start_node(env, "--head", f"--port={port}", f"--temp-dir={ray_tmp}", "--include-dashboard=false")
+        _start_node(env, f"--address=127.0.0.1:{port}")
+        runs = tmp_path / "runs"
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", *COMMON, f"--streamed_data_path={data}",
+             f"--ray_address=127.0.0.1:{port}", "--num_workers=2", "--epochs=3", "--train_batch_size=16",
+             "--max_failures=2", "--results_file=r.json", f"--ray_run_dir={runs}"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        checkpoint = _wait_for(lambda: list(runs.glob("*/train/*/checkpoint_000000")), 400, proc)
+        assert checkpoint
+        rank1 = list(runs.glob("*/attempts/rank1-*"))
+        assert len(rank1) == 1
+        os.kill(int(rank1[0].read_text()), signal.SIGKILL)  # a worker of this run, in epoch 1 or later
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+    finally:
+        _stop_nodes(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert results["restarts"] == 1 and results["workers"] == 2 and results["epochs_run"] == 3
+    assert [h["epoch"] for h in results["valid_history"]] == [0, 1, 2]  # resumed, not restarted from scratch
+    assert results["rows"]["test"] == 600 and results["test_result"]["rows"] == 600
