@@ -137,7 +137,7 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path):
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", *COMMON, f"--streamed_data_path={data}",
              f"--ray_address=127.0.0.1:{port}", "--num_workers=2", "--epochs=3", "--train_batch_size=16",
-             "--max_failures=2", "--results_file=r.json", f"--ray_run_dir={runs}"],
+             "--max_failures=2", "--embedding_min_count=30", "--results_file=r.json", f"--ray_run_dir={runs}"],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         checkpoint = _wait_for(lambda: list(runs.glob("*/train/*/checkpoint_000000")), 400, proc)
         assert checkpoint
@@ -153,3 +153,8 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path):
     assert results["restarts"] == 1 and results["workers"] == 2 and results["epochs_run"] == 3
     assert [h["epoch"] for h in results["valid_history"]] == [0, 1, 2]  # resumed, not restarted from scratch
     assert results["rows"]["test"] == 600 and results["test_result"]["rows"] == 600
+    train = pd.concat([pq.read_table(f).to_pandas() for f in sorted((Path(data) / "train").glob("*.parquet"))])
+    counts = np.bincount(train.item_index, minlength=150)
+    item = results["data"]["embedding_vocabulary"]["item"]
+    assert item["rare_ids"] == int((counts < 30).sum()) > 0 and item["rare_training_rows"] == int(counts[counts < 30].sum())
+    assert item["rows"] == 1 + int((counts >= 30).sum()) + 1 and item["hashed"] is False

@@ -83,7 +83,7 @@ def gather_all(value, world_size):
 
 
 @torch.no_grad()
-def predict_share(model, my_pieces, config, path):
+def predict_share(model, my_pieces, config, path, vocab=None):
     """Predictions of the worker's pieces of a split into one Parquet file (written atomically):
     user_id, item_id (raw ids), duration, label, prediction."""
     model.eval()
@@ -93,7 +93,7 @@ def predict_share(model, my_pieces, config, path):
         data = parts.read_piece(piece, list(PREDICTION_COLUMNS))
         for start in range(0, piece.rows, batch_rows):
             chunk = {c: v[start:start + batch_rows] for c, v in data.items()}
-            pred = model.predict(sm.to_interaction(chunk, config)).double().numpy()
+            pred = model.predict(sm.to_interaction(chunk, config, vocab)).double().numpy()
             tables.append(pa.table({"user_id": chunk["user_id"], "item_id": chunk["item_id"],
                                     "duration": chunk["duration"].astype(np.float64),
                                     "label": chunk["label"].astype(np.float64), "prediction": pred}))
@@ -124,7 +124,8 @@ def evaluate_split(model, job, session, split, name):
     """Every worker predicts its share of `split` into `<run>/<name>/`; rank 0's scores, on every worker."""
     my_pieces = parts.share(parts.pieces(job["folder"], split), session.rank, session.world_size)
     folder = os.path.join(job["run_dir"], name)
-    predict_share(model, my_pieces, job["config"], os.path.join(folder, f"part-{session.rank:05d}.parquet"))
+    predict_share(model, my_pieces, job["config"], os.path.join(folder, f"part-{session.rank:05d}.parquet"),
+                  job.get("vocab"))
     if session.world_size > 1:
         dist.barrier()
     scores = score_folder(folder, job["config"]) if session.rank == 0 else None
@@ -153,7 +154,7 @@ def train_epoch(epoch, model, wrapped, optimizer, my_pieces, job, session):
     if hasattr(model, "set_epoch"):  # epoch-dependent settings (LDA's temperature schedule)
         model.set_epoch(epoch)
     start = time.perf_counter()
-    losses = [train_step(wrapped, optimizer, sm.to_interaction(batch, config))
+    losses = [train_step(wrapped, optimizer, sm.to_interaction(batch, config, job.get("vocab")))
               for batch in parts.batches(my_pieces, list(sm.INPUT_COLUMNS), job["batch_rows"], job["steps"],
                                          int(config["seed"]), epoch, session.rank)]
     seconds = time.perf_counter() - start

@@ -3,7 +3,8 @@ without a RecBole dataset of the full data (recbole_lda/inference/stand_in.py do
 for a saved model).
 
 - `streamed_fields(folder)`: the fields a model sees: user_id and item_id (tokens; id 0 is
-  the padding, so a row's id is its `user_index` / `item_index` + 1), duration and label
+  the padding, so a row's id is its `user_index` / `item_index` + 1, or its row in a bounded
+  table: quick_start/vocabulary.py), duration and label
   (floats, seconds). Context tokens (hour, tab) and the user and video feature tables of the
   folder are not inputs of this engine yet (docs/scale.md, "Training on a cluster").
 - `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
@@ -37,18 +38,26 @@ def id_count(folder, name):
     return pq.ParquetFile(f"{folder}/{name}_ids.parquet").metadata.num_rows
 
 
-def streamed_fields(folder, config):
-    """fields.json's content (saved_model) for the fields this engine feeds a model."""
+def streamed_fields(folder, config, vocab=None):
+    """fields.json's content (saved_model) for the fields this engine feeds a model; `vocab`
+    ({"user", "item"}: quick_start/vocabulary.Vocabulary) bounds the id tables."""
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
+    rows = {kind: vocab[kind].size if vocab else id_count(folder, kind) + 1 for kind in ("user", "item")}
     return {
-        uid: {"type": "token", "source": "user_id", "tokens": range(id_count(folder, "user") + 1)},
-        iid: {"type": "token", "source": "item_id", "tokens": range(id_count(folder, "item") + 1)},
+        uid: {"type": "token", "source": "user_id", "tokens": range(rows["user"])},
+        iid: {"type": "token", "source": "item_id", "tokens": range(rows["item"])},
         config["DURATION_FIELD"]: {"type": "float", "source": "inter"},
         config["LABEL_FIELD"]: {"type": "float", "source": "inter"},
     }
 
 
-def training_columns(folder):
+def id_rows(batch, kind, vocab):
+    """Embedding rows of a batch's `<kind>_index` column (index + 1 without a bound)."""
+    index = batch[f"{kind}_index"]
+    return vocab[kind].rows(index) if vocab else index.astype(np.int64) + 1
+
+
+def training_columns(folder, vocab=None):
     """{label, duration, user, item} of the whole training split: labels and durations as float64
     tensors of float32 values (as RecBole holds them), user and item ids (index + 1). In memory
     (24 bytes per row): to be replaced by the one-pass statistics of dataset_prep/label_statistics.py."""
@@ -57,8 +66,8 @@ def training_columns(folder):
     cols = {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in names}
     return {"label": torch.from_numpy(cols["label"].astype(np.float32).astype(np.float64)),
             "duration": torch.from_numpy(cols["duration"].astype(np.float32).astype(np.float64)),
-            "user": torch.from_numpy(cols["user_index"].astype(np.int64) + 1),
-            "item": torch.from_numpy(cols["item_index"].astype(np.int64) + 1)}
+            "user": torch.from_numpy(id_rows(cols, "user", vocab)),
+            "item": torch.from_numpy(id_rows(cols, "item", vocab))}
 
 
 class TrainingStandIn(StandInDataset):
@@ -79,10 +88,10 @@ def worker_config(hyper):
     return config
 
 
-def initial_state(model_name, hyper, fields, folder):
+def initial_state(model_name, hyper, fields, folder, vocab=None):
     """The state dict every worker starts from (module docstring)."""
     config = worker_config(hyper)
-    columns = training_columns(folder)
+    columns = training_columns(folder, vocab)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(model_name)(config, TrainingStandIn(fields, config, columns))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
@@ -98,11 +107,11 @@ def worker_model(model_name, hyper, fields, state):
     return model
 
 
-def to_interaction(batch, config):
+def to_interaction(batch, config, vocab=None):
     """A RecBole Interaction of a batch of partition columns ({column: numpy array})."""
     return Interaction({
-        config["USER_ID_FIELD"]: torch.from_numpy(batch["user_index"].astype(np.int64) + 1),
-        config["ITEM_ID_FIELD"]: torch.from_numpy(batch["item_index"].astype(np.int64) + 1),
+        config["USER_ID_FIELD"]: torch.from_numpy(id_rows(batch, "user", vocab)),
+        config["ITEM_ID_FIELD"]: torch.from_numpy(id_rows(batch, "item", vocab)),
         config["DURATION_FIELD"]: torch.from_numpy(batch["duration"].astype(np.float32)),
         config["LABEL_FIELD"]: torch.from_numpy(batch["label"].astype(np.float32)),
     })

@@ -25,13 +25,24 @@ import pyarrow.parquet as pq
 
 from recbole_lda.config.cluster import check_ray_address
 from recbole_lda.config.options import OptionError
-from recbole_lda.quick_start import data_parallel, partitions
+from recbole_lda.quick_start import data_parallel, partitions, vocabulary
 from recbole_lda.quick_start import stream_model as sm
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "valid", "test")
 ADDRESS_TIMEOUT_S = 30.0
+SAVE_FOLDED = ("--save_model_dir with {key} (ids sharing embedding rows) is not supported yet: a saved model maps "
+               "each id to its own row; use --embedding_min_count=1 and --embedding_max_rows=None to save")
+
+
+def check_saveable(config, folder):
+    """Before training: a saved model cannot hold hashed ids (more ids than embedding_max_rows)."""
+    bound = config["embedding_max_rows"]
+    if config["save_model_dir"] and bound is not None:
+        for kind in ("user", "item"):
+            if sm.id_count(folder, kind) + 1 > int(bound):
+                raise OptionError(SAVE_FOLDED.format(key=f"--embedding_max_rows={bound} < the {kind} ids"))
 
 
 def check_engine(config, engine):
@@ -45,6 +56,8 @@ def check_engine(config, engine):
     if config["use_gpu"] and engine.gpus_available(config["ray_address"]) < 1:
         where = f"on the cluster at {config['ray_address']}" if config["ray_address"] else "on this machine"
         raise OptionError(f"--use_gpu=True: no GPU {where}; use --use_gpu=False (CPU workers, gloo)")
+    if config["save_model_dir"] and int(config["embedding_min_count"]) > 1:
+        raise OptionError(SAVE_FOLDED.format(key="--embedding_min_count > 1"))
     if config["streamed_data_path"] and not os.path.isdir(os.path.join(config["streamed_data_path"], "train")):
         raise OptionError(f"--streamed_data_path={config['streamed_data_path']}: expected a folder of partitioned "
                           "Parquet with train/, valid/ and test/ (python -m recbole_lda prepare writes one)")
@@ -73,13 +86,14 @@ def run_folder(config):
 
 def make_job(config, folder, hyper, timings):
     """The job every worker gets (data_parallel's module docstring)."""
-    fields = sm.streamed_fields(folder, config)
     start = perf_counter()
-    state = sm.initial_state(config["model"], hyper, fields, folder)
+    vocab = vocabulary.build_all(folder, config, sm.id_count)
+    fields = sm.streamed_fields(folder, config, vocab)
+    state = sm.initial_state(config["model"], hyper, fields, folder, vocab)
     timings["model_init_s"] = perf_counter() - start
     rows = {s: partitions.split_rows(folder, s) for s in SPLITS}
     workers = int(config["num_workers"])
-    return {"model": config["model"], "config": hyper, "fields": fields, "state": state, "folder": folder,
+    return {"model": config["model"], "config": hyper, "fields": fields, "state": state, "folder": folder, "vocab": vocab,
             "steps": max(1, rows["train"] // int(config["train_batch_size"])),
             "batch_rows": int(config["train_batch_size"]) // workers, "rows": rows}
 
@@ -108,6 +122,7 @@ def run(config, engine, start):
     prepare_start = perf_counter()
     folder, meta = streamed_folder(config)
     timings["prepare_s"] = perf_counter() - prepare_start
+    check_saveable(config, folder)
     hyper = hyperparameters(config)
     job = make_job(config, folder, hyper, timings)
     job["run_dir"] = run_folder(config)
