@@ -60,3 +60,36 @@ def step_in_process(rank, world, port, cases, batch, out_dir):
                    os.path.join(out_dir, f"{name}-{rank}.pt"))
     if world > 1:
         dist.destroy_process_group()
+
+
+class InProcessSession:
+    """data_parallel's session for one worker in this process; keeps the last checkpoint."""
+
+    rank, world_size = 0, 1
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def restored(self):
+        return self.engine.checkpoint
+
+    def report(self, metrics, checkpoint=None):
+        self.engine.reports.append(metrics)
+        if checkpoint is not None:
+            self.engine.checkpoint = checkpoint
+
+
+class InProcessEngine:
+    """The `engine` of quick_start.run without Ray: one worker, in this process (tests)."""
+
+    def __init__(self):
+        self.checkpoint, self.reports, self.calls = None, [], []
+
+    def fit(self, worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None):
+        self.calls.append({"num_workers": num_workers, "address": address, "max_failures": max_failures})
+        self.checkpoint = None
+        worker(job, InProcessSession(self))
+        return self.checkpoint
+
+    def gpus_available(self, address=None):
+        return 0

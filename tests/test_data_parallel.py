@@ -68,3 +68,25 @@ def test_two_workers_on_half_batches_take_the_step_of_one_on_the_whole(tmp_path)
         for rank in range(2):
             for key, value in whole.items():
                 assert torch.allclose(two[name][rank][key].double(), value.double(), rtol=0, atol=1e-6), (name, rank, key)
+
+
+def test_compare_passes_the_ray_engine_and_its_keys_to_every_run(tmp_path):
+    """compare with --engine=ray: each run goes through the engine it is given (here one worker in
+    this process, no Ray), with the engine's keys; the records carry the engine."""
+    from recbole_lda.quick_start.compare import compare
+    from stream_helpers import InProcessEngine
+
+    folder = write_streamed(str(tmp_path / "data"), rows=1500, users=50, items=60)
+    engine = InProcessEngine()
+    common = {"engine": "ray", "num_workers": "1", "max_failures": "0", "streamed_data_path": folder, "epochs": "2",
+              "train_batch_size": "128", "log_dir": "None", "torch_num_threads": "1",
+              "ray_run_dir": str(tmp_path / "runs")}
+    table = compare(["VR", "VR[learning_rate=0.01]"], ["synthetic"], 1, str(tmp_path / "out"), common, engine=engine)
+    assert len(engine.calls) == 2 and all(c == {"num_workers": 1, "address": None, "max_failures": 0} for c in engine.calls)
+    assert len(table) == 2
+    import json
+
+    runs = sorted((tmp_path / "out" / "runs").glob("*.json"))
+    results = [json.loads(p.read_text()) for p in runs]
+    assert [(r["engine"], r["workers"], r["epochs_run"], r["rows"]["train"]) for r in results] == [("ray", 1, 2, 1200)] * 2
+    assert {r["hyperparameters"]["learning_rate"] for r in results} == {0.001, 0.01}

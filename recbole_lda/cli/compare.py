@@ -16,6 +16,8 @@ the training time per epoch relative to VR's on the same dataset, and for LDA th
 effective number of anchors exp(entropy of beta) on test; the mean best validation MAE,
 the score early stopping and any choice of settings may use; with `--versus=ENTRY`
 Welch's p-values of test MAE and XAUC against ENTRY's seeds) and summary.json.
+With `--engine=ray` (and its keys: --num_workers, --ray_address, --streamed_data_path, ...) every
+run trains on Ray Train workers (docs/scale.md, "Training on a cluster").
 No tuning happens here: for tuned comparisons use `python -m recbole_lda tune`.
 """
 
@@ -41,10 +43,11 @@ def main(argv=None):
     common = parse_key_values(rest)
 
     from recbole_lda import compat
+    from recbole_lda.distributed import ray_train  # imports Ray only when a run with --engine=ray starts workers
     from recbole_lda.quick_start.compare import compare  # heavy imports after the argument checks
     from recbole_lda.report.tables import to_markdown
 
     compat.apply()
     table = compare(split_entries(args.models), split_entries(args.datasets), args.seeds, args.output_dir, common,
-                    versus=args.versus, command=["python", "-m", "recbole_lda", "compare", *argv])
+                    versus=args.versus, command=["python", "-m", "recbole_lda", "compare", *argv], engine=ray_train)
     print(to_markdown(table, args.versus))

@@ -41,7 +41,7 @@ def check_runs(jobs, common):
     return shared
 
 
-def run_jobs(jobs, shared, common, output_dir):
+def run_jobs(jobs, shared, common, output_dir, engine=None):
     """Run (or reuse from OUTPUT_DIR/runs/) every (dataset, entry, seed) job; return their records."""
     os.makedirs(runs_dir(output_dir), exist_ok=True)
     records = []
@@ -56,13 +56,13 @@ def run_jobs(jobs, shared, common, output_dir):
             print(f"[{n}/{len(jobs)}] {entry} on {dataset}, seed {seed}", file=sys.stderr)
             cmd = {**shared[(model, dataset)], **overrides, "seed": str(seed),
                    "show_progress": common.get("show_progress", "False")}
-            result = run(model, dataset, cmd_overrides=cmd)
+            result = run(model, dataset, cmd_overrides=cmd, engine=engine)
             write_json(path, result)
         records.append(run_record(result, dataset, entry.strip(), seed))
     return records
 
 
-def compare(entries, datasets, seeds, output_dir, common, versus=None, command=()):
+def compare(entries, datasets, seeds, output_dir, common, versus=None, command=(), engine=None):
     """Run every entry on every dataset with seeds 0..seeds-1 and write the summary files.
 
     Args:
@@ -71,6 +71,7 @@ def compare(entries, datasets, seeds, output_dir, common, versus=None, command=(
         common (dict[str, str]): `--key=value` pairs for every run that defines the key.
         versus (str): an entry: add Welch's p-values against its seeds.
         command (list[str]): the command line, recorded in summary.json.
+        engine: the module that starts workers for runs with `engine: ray` (quick_start.run).
     Returns the summary table (a DataFrame).
     """
     owned = sorted(set(common) & set(PER_RUN_KEYS))
@@ -81,7 +82,7 @@ def compare(entries, datasets, seeds, output_dir, common, versus=None, command=(
     datasets = [(name, tuple(overrides.items())) for name, overrides in map(parse_entry, datasets)]
     jobs = [(d, e, s) for d in datasets for e in entries for s in range(seeds)]
     shared = check_runs(jobs, common)
-    records = run_jobs(jobs, shared, common, output_dir)
+    records = run_jobs(jobs, shared, common, output_dir, engine)
     table = summarise(records, versus)
     with atomic_output(os.path.join(output_dir, "summary.csv")) as tmp:
         table.to_csv(tmp, index=False)
