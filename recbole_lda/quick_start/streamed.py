@@ -93,8 +93,11 @@ def make_job(config, folder, hyper, timings):
     timings["model_init_s"] = perf_counter() - start
     rows = {s: partitions.split_rows(folder, s) for s in SPLITS}
     workers = int(config["num_workers"])
+    steps = max(1, rows["train"] // int(config["train_batch_size"]))
+    if config["max_steps_per_epoch"]:
+        steps = min(steps, int(config["max_steps_per_epoch"]))
     return {"model": config["model"], "config": hyper, "fields": fields, "state": state, "folder": folder, "vocab": vocab,
-            "steps": max(1, rows["train"] // int(config["train_batch_size"])),
+            "steps": steps,
             "batch_rows": int(config["train_batch_size"]) // workers, "rows": rows}
 
 
