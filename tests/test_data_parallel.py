@@ -90,3 +90,27 @@ def test_compare_passes_the_ray_engine_and_its_keys_to_every_run(tmp_path):
     results = [json.loads(p.read_text()) for p in runs]
     assert [(r["engine"], r["workers"], r["epochs_run"], r["rows"]["train"]) for r in results] == [("ray", 1, 2, 1200)] * 2
     assert {r["hyperparameters"]["learning_rate"] for r in results} == {0.001, 0.01}
+
+
+def test_shares_and_batches(tmp_path):
+    folder = write_streamed(str(tmp_path / "data"), rows=1000, users=40, items=50, files=3, row_group_rows=100)
+    all_pieces = parts.pieces(folder, "train")
+    shares = [parts.share(all_pieces, r, 2) for r in range(2)]
+    assert sorted(shares[0] + shares[1], key=all_pieces.index) == all_pieces and not set(shares[0]) & set(shares[1])
+    loads = [sum(p.rows for p in s) for s in shares]
+    assert abs(loads[0] - loads[1]) <= max(p.rows for p in all_pieces)  # greedy: within one row group
+    rows = loads[0]
+    batch = next(b for b in range(7, rows) if rows % b == 0)  # batches that cover the share exactly
+    cols = ["user_index", "item_index", "label"]
+    mine = sorted(k for p in shares[0] for k in zip(*(parts.read_piece(p, cols)[c].tolist() for c in cols)))
+    epochs = []
+    for epoch in range(2):  # every row of the share exactly once, in a new order each epoch
+        got = list(parts.batches(shares[0], cols, batch, rows // batch, seed=1, epoch=epoch, rank=0))
+        assert [len(b["label"]) for b in got] == [batch] * (rows // batch)
+        epochs.append([k for b in got for k in zip(*(b[c].tolist() for c in cols))])
+        assert sorted(epochs[-1]) == mine
+    assert epochs[0] != epochs[1]
+    again = list(parts.batches(shares[0], cols, batch, rows // batch, seed=1, epoch=1, rank=0))
+    assert [k for b in again for k in zip(*(b[c].tolist() for c in cols))] == epochs[1]  # (seed, epoch, rank) fix it
+    longer = list(parts.batches(shares[0], cols, batch, rows // batch + 3, seed=1, epoch=0, rank=0))
+    assert len(longer) == rows // batch + 3  # a short share starts again (every worker takes the same steps)
