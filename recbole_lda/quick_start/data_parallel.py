@@ -16,7 +16,8 @@ each worker's own rows, see docs/scale.md).
 
 Each epoch: `steps` batches of the worker's own share of train/ (quick_start/partitions.py),
 then every worker predicts its share of valid/ into `<run>/valid-<epoch>/part-<rank>.parquet`;
-rank 0 scores the folder (`score_folder`), and its decision (best so far, stop) goes to every
+rank 0 scores the folder (`score_folder`: the exact metrics over partitions of
+recbole_lda/evaluator/partitioned.py), and its decision (best so far, stop) goes to every
 worker; each keeps its own copy of the best weights (the workers' weights are equal). At the
 end the best weights predict test/ into `<run>/test/`, which rank 0 scores.
 """
@@ -36,7 +37,7 @@ from recbole.utils import init_seed
 from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import stream_model as sm
 from recbole_lda.utils.fileio import atomic_output, json_safe
-from recbole_lda.evaluator import xauc
+from recbole_lda.evaluator import partitioned
 
 SMALLER_IS_BETTER = {"mae", "rmse"}
 PREDICTION_COLUMNS = ("user_id", "item_id", "duration", "label", "user_index", "item_index")
@@ -107,17 +108,12 @@ def predict_share(model, my_pieces, config, path, vocab=None):
 
 
 def score_folder(folder, config):
-    """MAE, RMSE, XAUC and XGAUC of every prediction file in `folder` (exact, in this process:
-    to be replaced by the partitioned evaluation of recbole_lda/evaluator/partitioned.py)."""
-    table = pa.concat_tables([pq.read_table(os.path.join(folder, f)) for f in sorted(os.listdir(folder))
-                              if f.endswith(".parquet")])
-    labels, preds = table.column("label").to_numpy(), table.column("prediction").to_numpy()
-    users = table.column("user_id").to_numpy()
-    scores = xauc.all_conventions(labels, preds, users=users, durations=table.column("duration").to_numpy(),
+    """Every metric of a run's test_result over the prediction files in `folder`, exactly, without
+    holding them in one process (recbole_lda/evaluator/partitioned.py, its tasks run here in turn)."""
+    scores = partitioned.evaluate([folder], partitioned.SerialExecutor(),
                                   edges=tuple(float(e) for e in config["metric_bucket_edges"]),
                                   block_size=int(config["xauc_block_size"]))
-    error = preds - labels
-    return json_safe({"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error ** 2))), **scores})
+    return json_safe(scores)
 
 
 def evaluate_split(model, job, session, split, name):
