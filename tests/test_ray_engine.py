@@ -47,6 +47,8 @@ def test_refusals_before_any_work(tmp_path):
         cases.append((["--use_gpu=True"], "--use_gpu=True: no GPU on this machine"))
     cases = [(extra + [f"--streamed_data_path={data}"], message) for extra, message in cases]
     cases.append(([f"--streamed_data_path={tmp_path}"], "expected a folder of partitioned Parquet"))
+    one_group = write_streamed(str(tmp_path / "one"), rows=400, users=20, items=30, files=1)
+    cases.append(([f"--streamed_data_path={one_group}", "--num_workers=2"], "has 1 Parquet row group(s); use at most"))
     for extra, message in cases:
         start = time.perf_counter()
         done = cli(*base, *extra, cwd=tmp_path)
@@ -54,7 +56,7 @@ def test_refusals_before_any_work(tmp_path):
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], (extra, done.stderr)
         assert time.perf_counter() - start < 60, extra
-    assert sorted(os.listdir(tmp_path)) == ["data"]  # no results, no run folder, nothing started
+    assert sorted(os.listdir(tmp_path)) == ["data", "one"]  # no results, no run folder, nothing started
 
 
 def test_two_workers_end_to_end(tmp_path):

@@ -65,14 +65,14 @@ def check_engine(config, engine):
 
 def streamed_folder(config):
     """(folder, meta) of the run's partitioned data."""
-    if config["streamed_data_path"]:
-        return config["streamed_data_path"], {"streamed_data_path": config["streamed_data_path"]}
+    if config["streamed_data_path"]:  # absolute: Ray's workers run in folders of their own
+        return os.path.abspath(config["streamed_data_path"]), {"streamed_data_path": config["streamed_data_path"]}
     try:
         from dataset_prep.stream_prepare import prepare_stream
     except ImportError:
         raise OptionError("engine: ray needs --streamed_data_path=DIR (partitioned Parquet) on this version") from None
     prepared = prepare_stream(config)
-    return prepared.path, prepared.meta
+    return os.path.abspath(prepared.path), prepared.meta
 
 
 def run_folder(config):
@@ -93,6 +93,10 @@ def make_job(config, folder, hyper, timings):
     timings["model_init_s"] = perf_counter() - start
     rows = {s: partitions.split_rows(folder, s) for s in SPLITS}
     workers = int(config["num_workers"])
+    groups = len(partitions.pieces(folder, "train"))
+    if groups < workers:  # a row group is the unit a worker reads
+        raise OptionError(f"--num_workers={workers}: the training split of {folder} has {groups} Parquet row group(s); "
+                          "use at most that many workers (or a smaller stream_chunk_rows when preparing)")
     steps = max(1, rows["train"] // int(config["train_batch_size"]))
     if config["max_steps_per_epoch"]:
         steps = min(steps, int(config["max_steps_per_epoch"]))
