@@ -176,6 +176,17 @@ def test_predict_refuses_outputs_over_inputs_outputs_or_the_model(work, monkeypa
     assert {p: sha(work / p) for p in before} == before and not (work / "pred.csv").exists()
 
 
+def test_evaluate_refuses_an_output_over_its_input(tmp_path):
+    (tmp_path / "preds").mkdir()
+    rows = "user_id,item_id,duration,label,prediction\n0,1,10.0,5.0,4.0\n1,2,20.0,3.0,6.0\n"
+    (tmp_path / "preds" / "a.csv").write_text(rows)
+    one_line_error(cmd("evaluate", "--input=preds/a.csv", "--output=preds/a.csv", cwd=tmp_path), 2,
+                   "--output=preds/a.csv would replace --input=preds/a.csv")
+    one_line_error(cmd("evaluate", "--input=preds", "--output=preds/metrics.json", cwd=tmp_path), 2,
+                   "--output=preds/metrics.json is inside --input=preds, which the command reads")
+    assert os.listdir(tmp_path / "preds") == ["a.csv"] and (tmp_path / "preds" / "a.csv").read_text() == rows
+
+
 # --- 5. an unknown --proposed
 
 
