@@ -8,6 +8,6 @@ definitions, cache folders), pipeline (`prepare`), split (split and atomic files
 """
 
 from dataset_prep.common import CONVERTERS, PreparedDataset, RawDataError, RawDataMissing, Tables
-from dataset_prep.pipeline import oracle_predictions, prepare
+from dataset_prep.pipeline import locate, oracle_predictions, prepare
 
-__all__ = ["CONVERTERS", "PreparedDataset", "RawDataError", "RawDataMissing", "Tables", "oracle_predictions", "prepare"]
+__all__ = ["CONVERTERS", "PreparedDataset", "RawDataError", "RawDataMissing", "Tables", "locate", "oracle_predictions", "prepare"]

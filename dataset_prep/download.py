@@ -7,7 +7,8 @@ For the named archive (ARCHIVES: the official Zenodo files):
    terminal, a status line every 10 s otherwise). A broken transfer
    is resumed from the bytes already there with an HTTP Range request, `--retries` times
    within the run; a run that gives up (or is killed) leaves the .part file, and the same
-   command resumes it later. A server that ignores Range restarts from byte 0.
+   command resumes it later. A server that ignores Range restarts from byte 0. A host name
+   that does not resolve (no network, a wrong --url) fails at once, without retries.
 2. Verifies the size (where known) and the md5 (from the dataset's README, or a pinned
    third-party value for KuaiRec; `--md5` overrides). A mismatch deletes the .part file,
    so the next run starts afresh, and fails with both checksums. Only a verified file is
@@ -34,6 +35,7 @@ import sys
 import tarfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
 from dataclasses import dataclass
@@ -41,7 +43,7 @@ from dataclasses import dataclass
 from tqdm import tqdm
 
 from dataset_prep.common import _pid_alive
-from recbole_lda.utils.fileio import atomic_write_text
+from recbole_lda.utils.fileio import atomic_write_text, check_folder
 
 
 @dataclass(frozen=True)
@@ -219,14 +221,21 @@ def _transfer_with_retries(url, part, size, retries, retry_wait, timeout, out):
             if e.code < 500:
                 raise DownloadError(f"{url}: HTTP {e.code} {e.reason}") from e
             error = e
-        except (urllib.error.URLError, ConnectionError, http.client.HTTPException, socket.timeout, OSError) as e:
+        except urllib.error.URLError as e:
+            if isinstance(e.reason, socket.gaierror):  # no name resolution: retrying does not help
+                host = urllib.parse.urlsplit(url).hostname
+                raise DownloadError(
+                    f"{url}: cannot resolve the host name {host!r} ({e.reason.strerror or e.reason}): no network here, "
+                    "or a wrong --url; nothing was downloaded") from e
+            error = e
+        except (ConnectionError, http.client.HTTPException, socket.timeout, OSError) as e:
             error = e
         got = os.path.getsize(part) if os.path.exists(part) else 0
         if attempt == retries:
-            raise DownloadError(
-                f"{url}: {error}; gave up after {retries + 1} attempt(s) with {got:,} bytes in {part}. "
-                f"Run the same command again to resume from there."
-            ) from error
+            kept = (f"with {got:,} bytes in {part}. Run the same command again to resume from there." if got
+                    else "; nothing was downloaded: check the network and the URL, then run the same command again.")
+            raise DownloadError(f"{url}: {error}; gave up after {retries + 1} attempt(s){' ' if got else ''}{kept}") \
+                from error
         wait = min(60.0, retry_wait * 2**attempt)
         print(f"{url}: {error}; resuming from byte {got:,} in {wait:.0f} s (retry {attempt + 1} of {retries})", file=out)
         time.sleep(wait)
@@ -332,6 +341,10 @@ def fetch(name, dest, url=None, md5=None, size=None, retries=5, retry_wait=2.0, 
     url = url or spec.url
     md5 = spec.md5 if md5 is None else md5
     size = spec.size if size is None else size
+    try:
+        check_folder(dest, "--dest")
+    except ValueError as err:
+        raise DownloadError(str(err)) from None
     dest = os.path.abspath(dest)
     os.makedirs(dest, exist_ok=True)
     done = os.path.join(dest, f".{name}.done")

@@ -193,6 +193,44 @@ def clip_labels(tables, parts, clip):
     return dataclasses.replace(tables, inter=inter), {"label_clip_at": at, "label_clipped": counts}
 
 
+@dataclasses.dataclass
+class Location:
+    """Where a dataset's prepared files are and what identifies them (`locate`)."""
+
+    name: str
+    module: object
+    split: dict
+    options: dict
+    data_path: str
+    raw_dir: str
+    files: list
+    clip: dict
+    conversion_key: str  # the converter, its options and the raw files (real path, size, mtime)
+    prepared_key: str  # the conversion key, the split and label clipping: the data's identity
+    prepared_dir: str
+
+
+def locate(config):
+    """The keys and folder of the dataset `prepare(config)` would return, without converting
+    or splitting anything (the synthetic generator still writes its raw files on first use)."""
+    name = require(config, "dataset")
+    module = converter(name, config_get(config, "converter"))
+    split = read_split_options(config)
+    options = module.read_options(config)
+    data_path = require(config, "data_path")
+    raw_dir = config_get(config, "raw_data_path") or module.default_raw_dir(data_path, options)
+    files = module.raw_files(raw_dir, options)
+    key = {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
+    if config_get(config, "converter"):  # a dataset of one's own (the built-in ones keep their keys)
+        key["converter"] = config_get(config, "converter")
+    conversion_key = short_hash(key)
+    clip = read_label_clip(config)
+    prepared_key = _prepared_key(conversion_key, split, clip)
+    prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
+    return Location(name, module, split, options, data_path, raw_dir, files, clip, conversion_key, prepared_key,
+                    prepared_dir)
+
+
 def prepare(config):
     """Convert (cached), split and write the dataset `config['dataset']` for RecBole.
 
@@ -204,21 +242,11 @@ def prepare(config):
         PreparedDataset: path of the prepared folder and meta (also in path/meta.json).
     """
     start = time.perf_counter()
-    name = require(config, "dataset")
-    module = converter(name, config_get(config, "converter"))
-    split = read_split_options(config)
-    options = module.read_options(config)
-    data_path = require(config, "data_path")
-    raw_dir = config_get(config, "raw_data_path") or module.default_raw_dir(data_path, options)
-    files = module.raw_files(raw_dir, options)
-
-    key = {"dataset": name, "version": module.VERSION, "options": options, "files": file_signature(files)}
-    if config_get(config, "converter"):  # a dataset of one's own (the built-in ones keep their keys)
-        key["converter"] = config_get(config, "converter")
-    conversion_key = short_hash(key)
-    clip = read_label_clip(config)
-    prepared_key = _prepared_key(conversion_key, split, clip)
-    prepared_dir = os.path.join(data_path, "prepared", f"{split['split']}-{prepared_key}")
+    where = locate(config)
+    name, module, split, options = where.name, where.module, where.split, where.options
+    raw_dir, files, clip = where.raw_dir, where.files, where.clip
+    data_path, conversion_key, prepared_key, prepared_dir = (where.data_path, where.conversion_key,
+                                                             where.prepared_key, where.prepared_dir)
     meta = _load_prepared(prepared_dir)
     if meta is not None:
         meta.update(prepared_cache_hit=True, prepare_seconds=time.perf_counter() - start)

@@ -68,6 +68,15 @@ def _no_tensorboard_dir():
     _trainer.get_tensorboard = lambda logger: _NullWriter()
 
 
+def _no_empty_checkpoint_dir():
+    """RecBole's Trainer creates `checkpoint_dir` (./saved/ by default) when it is built, even
+    for a run that writes no checkpoint, leaving an empty folder in the working directory.
+    Our trainer never writes a file there unless `keep_checkpoint` is set, and then creates
+    the folder itself (`recbole_lda.utils.fileio.atomic_output`), so the Trainer's module
+    gets an ensure_dir that creates nothing."""
+    _trainer.ensure_dir = lambda path: None
+
+
 def _quiet_upstream_warnings():
     """Warnings raised inside RecBole's own code that a user can do nothing about:
     - Trainer._train_epoch builds `torch.cuda.amp.GradScaler(...)` once per epoch, which
@@ -89,5 +98,6 @@ def apply():
     _register_metrics()
     _collect_user_ids()
     _no_tensorboard_dir()
+    _no_empty_checkpoint_dir()
     _quiet_upstream_warnings()
     _applied = True

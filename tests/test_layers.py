@@ -81,7 +81,7 @@ def test_python_m_recbole_lda_lists_and_dispatches_commands():
     assert typo.returncode == 2 and typo.stderr.startswith("error: unknown command 'compar'; did you mean compare?")
     # the command's own argument checks answer, before any heavy work
     bad = _module("compare", "--models=VR", "--output_dir=x", "--seeds=0")
-    assert bad.returncode == 2 and "--seeds must be at least 1" in bad.stderr
+    assert bad.returncode == 2 and "--seeds=0: expected an integer >= 1" in bad.stderr
 
 
 @pytest.mark.parametrize("name", ["run", "compare", "tune", "leaderboard", "curves", "predict", "download"])

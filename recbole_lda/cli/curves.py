@@ -13,7 +13,8 @@ from recbole_lda.config.entries import split_entries
 from recbole_lda.report import curves as report_curves
 from recbole_lda.report.curves import curve_table, load_curves, plot_curves, to_markdown
 from recbole_lda.utils.errors import UsageError
-from recbole_lda.utils.fileio import atomic_output
+from recbole_lda.utils.fileio import atomic_output, check_distinct_paths
+
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__ + report_curves.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -25,9 +26,18 @@ def main(argv=None):
     if not 0 < args.within < 1:
         raise UsageError(f"--within={args.within}: expected a share in (0, 1)")
     models = split_entries(args.models) if args.models else None
-    curves = load_curves([f for f in args.runs.split(",") if f], models)
-    table = curve_table(curves, args.within)
+    folders = [f for f in args.runs.split(",") if f]
     out = Path(args.output)
+    written = [("--output", out.with_suffix(ext)) for ext in (".csv", ".md", ".png")]
+    compare_files = [("the compare folder's file", Path(folder) / name) for folder in folders
+                     for name in ("summary.json", "summary.csv", "summary.md")]
+    try:  # never over a compare folder's own files or its runs
+        check_distinct_paths(written, inputs=compare_files,
+                             input_folders=[("the compare folder's runs", Path(folder) / "runs") for folder in folders])
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    curves = load_curves(folders, models)
+    table = curve_table(curves, args.within)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_output(out.with_suffix(".csv")) as tmp:
         table.to_csv(tmp, index=False)

@@ -8,6 +8,9 @@ import shlex
 
 from dataset_prep import download
 from dataset_prep.download import ARCHIVES, fetch
+from recbole_lda.utils.errors import UsageError
+from recbole_lda.utils.fileio import check_folder
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
@@ -20,6 +23,10 @@ def main(argv=None):
     parser.add_argument("--retries", type=int, default=5, help="resumptions of a broken transfer within this run")
     parser.add_argument("--remove-archive", action="store_true", help="delete the archive once unpacked")
     args = parser.parse_args(argv)
+    try:
+        check_folder(args.dest, "--dest")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     raw_dir = fetch(args.name, args.dest, url=args.url, md5=args.md5, retries=args.retries,
                     remove_archive=args.remove_archive)  # a DownloadError is reported by errors.guarded
     dataset = ARCHIVES[args.name].dataset

@@ -14,7 +14,7 @@ import yaml
 
 from recbole_lda.config.options import OptionError, check_values, parse_key_values, properties_dir, read_specs
 from recbole_lda.utils.errors import did_you_mean
-from recbole_lda.utils.fileio import check_writable, write_json
+from recbole_lda.utils.fileio import check_distinct_paths, check_writable, write_json
 
 USAGE = """usage: python -m recbole_lda evaluate --input=FILE_OR_FOLDER [more ...] --output=metrics.json [--key=value ...]
        (or: recbole-lda-evaluate ...)
@@ -86,7 +86,10 @@ def parse_options(argv):
         raise OptionError(f"--engine={options['engine']!r}: expected local or ray")
     if options["engine"] == "local" and any(k in given for k in ("num_workers", "ray_address", "partitions")):
         raise OptionError("--num_workers, --ray_address and --partitions need --engine=ray")
-    try:
+    try:  # never over an input, nor inside an input folder (whose files it reads)
+        check_distinct_paths([("--output", options["output"])],
+                             inputs=[("--input", p) for p in options["inputs"] if not os.path.isdir(p)],
+                             input_folders=[("--input", p) for p in options["inputs"] if os.path.isdir(p)])
         check_writable(options["output"], "--output")
     except ValueError as err:
         raise OptionError(str(err)) from None

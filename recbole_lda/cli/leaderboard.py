@@ -8,9 +8,11 @@ What it reads and writes: `recbole_lda.report.leaderboard`.
 
 import argparse
 import os
+import sys
 
 from recbole_lda.report import leaderboard as report_leaderboard
 from recbole_lda.report.leaderboard import XAUC_CONVENTIONS, build
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__ + report_leaderboard.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -19,7 +21,17 @@ def main(argv=None):
     parser.add_argument("--proposed", default=None, help="the method compared with the best baseline")
     parser.add_argument("--xauc", default="xauc", choices=list(XAUC_CONVENTIONS),
                         help="the XAUC convention shown (default: ours)")
+    parser.add_argument("--strict", action="store_true",
+                        help="an expected entry without a complete usable result is an error (default: a warning and a note)")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.output_dir):
         raise FileNotFoundError(f"--output_dir={args.output_dir}: no such folder")
-    print(build(args.output_dir, proposed=args.proposed, xauc=args.xauc).markdown)
+    board = build(args.output_dir, proposed=args.proposed, xauc=args.xauc, strict=args.strict)
+    print_warnings(board)
+    print(board.markdown)
+
+
+def print_warnings(board):
+    """One line `warning: ...` on stderr per missing or partial result and per file left out."""
+    for line in [*board.problems, *board.warnings]:
+        print(f"warning: {line}", file=sys.stderr)

@@ -3,6 +3,7 @@
     python -m recbole_lda predict --model_dir=DIR --input=rows.csv --output=pred.csv [--key=value ...]
 """
 
+import re
 import sys
 
 import torch
@@ -14,10 +15,11 @@ from recbole_lda.utils.errors import did_you_mean
 USAGE = """usage: python -m recbole_lda predict --model_dir=DIR --input=rows.csv --output=pred.csv [--key=value ...]
        (or: recbole-lda-predict ...)
 
-Score rows with a model saved by a run with --save_model_dir=DIR. Options:
+Score rows with a model saved by a run with --save_model_dir=DIR. --output and --summary_file
+are two different files, neither of them the input nor inside the model folder. Options:
   --chunk_rows=N          rows read and scored at a time (default 100000)
   --batch_size=N          rows per forward pass (default 8192)
-  --device=cpu|cuda       where the model runs (default cpu)
+  --device=cpu|cuda|cuda:N  where the model runs (default cpu)
   --keep_columns=A,B      carry these columns through although they are no field of the dataset
   --allow_all_unknown=True  score a file whose first 10 rows name no known user and no known video
   --summary_file=PATH     write the summary (rows, unknown ids) as JSON
@@ -87,7 +89,25 @@ def parse_options(argv):
     for key in ("model_dir", "input", "output"):
         if not options.get(key):
             raise OptionError(f"--{key}=... is required (--help shows the options)")
+    if "device" in options:
+        check_device(options["device"])
     return {key: options.get(key, default) for key, (_, default) in OPTIONS.items()}
+
+
+def check_device(device):
+    """OptionError unless `device` is cpu, or cuda / cuda:N with that GPU visible to this torch."""
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device == "cpu":
+        return
+    if not match:
+        raise OptionError(f"--device={device}: expected cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        build = "a CPU-only torch build" if torch.version.cuda is None else "no visible GPU"
+        raise OptionError(f"--device={device}: no CUDA device here ({build}, torch {torch.__version__}); "
+                          "use --device=cpu (the default)")
+    if match.group(1) is not None and int(match.group(1)) >= torch.cuda.device_count():
+        raise OptionError(f"--device={device}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+                          f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
 
 
 def main(argv=None):

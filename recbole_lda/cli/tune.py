@@ -14,8 +14,12 @@ import argparse
 import logging
 import sys
 
+from recbole_lda.cli.leaderboard import print_warnings
+from recbole_lda.config.entries import check_unique, find_entry, split_entries
+from recbole_lda.config.options import OptionError
 from recbole_lda.tuning import tune as tuning
 from recbole_lda.tuning.studies import SPACE_DIR
+from recbole_lda.utils.errors import UnknownNameError, did_you_mean
 
 
 def parser():
@@ -43,6 +47,8 @@ def parser():
     p.add_argument("--proposed", default=None,
                    help="the method compared with the best baseline in the leaderboard (default: LDA, or the stored one)")
     p.add_argument("--leaderboard_only", action="store_true", help="rebuild the leaderboard from OUTPUT_DIR; no training")
+    p.add_argument("--strict", action="store_true",
+                   help="the leaderboard refuses an expected entry without a complete usable result (default: a warning)")
     p.add_argument("--xauc", default="xauc",
                    help="the XAUC convention the leaderboard shows: xauc (ours), xauc_dadf, xauc_cwm or xauc_blocks")
     return p
@@ -60,10 +66,19 @@ def main(argv=None):
     if args.leaderboard_only:
         if rest:
             p.error(f"--leaderboard_only takes no run keys, got {rest}")
-        print(leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc).markdown)
+        board = leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc, strict=args.strict)
+        print_warnings(board)
+        print(board.markdown)
         return 0
-    if not args.models or not args.num_samples:
+    if args.models is None or args.num_samples is None:
         p.error("--models and --num_samples are required (or --leaderboard_only)")
-    if args.num_samples < 1 or args.seeds < 1 or args.cpus_per_trial < 1:
-        p.error("--num_samples, --seeds and --cpus_per_trial must be at least 1")
+    for key in ("num_samples", "seeds", "cpus_per_trial"):
+        if getattr(args, key) < 1:
+            raise OptionError(f"--{key}={getattr(args, key)}: expected an integer >= 1")
+    models = split_entries(args.models)
+    check_unique(models, "--models")
+    check_unique(split_entries(args.datasets), "--datasets", by_name=True)
+    if args.proposed is not None and find_entry(args.proposed, models) is None:
+        raise UnknownNameError(f"--proposed={args.proposed}: not an entry of --models"
+                               f"{did_you_mean(args.proposed, models)} (models: {', '.join(models)})")
     return tuning.tune(args, rest, argv)

@@ -5,7 +5,7 @@ take them: `LDA[lambda_ot=0;temperature=0.5]`, several separated by commas
 
 import re
 
-from recbole_lda.config.options import OptionError, parse_key_values
+from recbole_lda.config.options import OptionError, parse_key_values, parse_value
 
 
 def parse_entry(entry):
@@ -29,6 +29,54 @@ def split_entries(text):
         else:
             current += char
     return [e.strip() for e in entries + [current] if e.strip()]
+
+
+def _canonical(value):
+    """A hashable form of a parsed value in which equal values are equal (1 and 1.0 too)."""
+    if isinstance(value, bool) or value is None:
+        return ("const", repr(value))  # tagged: True == 1 in Python, not here
+    if isinstance(value, (int, float)):
+        return ("number", float(value))
+    if isinstance(value, (list, tuple)):
+        return ("list", tuple(_canonical(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple(sorted((str(k), _canonical(v)) for k, v in value.items())))
+    return ("text", str(value))
+
+
+def entry_key(entry):
+    """What an entry means, whatever its spelling: (name, sorted (key, value) pairs), values
+    parsed as literals (`LDA[b=2; a=1.0]` and `LDA[a=1;b=2]` are one entry)."""
+    name, overrides = parse_entry(entry)
+    return name, tuple(sorted((k, _canonical(parse_value(v))) for k, v in overrides.items()))
+
+
+def check_unique(entries, option, by_name=False):
+    """OptionError naming the entries of `option` (e.g. '--models') that are listed twice,
+    after normalising the `NAME[k=v;...]` form; `by_name`: two entries with the same name are
+    one too (datasets: rows and run files are labelled by the name alone). Also refuses two
+    entries whose run files would have the same name."""
+    if not entries:
+        raise OptionError(f"{option}: no entry given; expected comma-separated NAME or NAME[key=value;...]")
+    seen, labels = {}, {}
+    for entry in entries:
+        key = parse_entry(entry)[0] if by_name else entry_key(entry)
+        if key in seen:
+            same = "name" if by_name else "entry"
+            raise OptionError(f"{option} lists the same {same} twice ({seen[key]!r} and {entry!r}): list each once "
+                              "(a run is counted once per seed; --seeds sets how many)")
+        seen[key] = entry
+        label = run_label(entry, "", "")
+        if label in labels:
+            raise OptionError(f"{option}: {labels[label]!r} and {entry!r} would share run files ({label}...); "
+                              "write one of them differently")
+        labels[label] = entry
+
+
+def find_entry(entry, entries):
+    """The entry of `entries` that means the same as `entry` (see entry_key), or None."""
+    key = entry_key(entry)
+    return next((e for e in entries if entry_key(e) == key), None)
 
 
 def run_label(entry, dataset, seed):

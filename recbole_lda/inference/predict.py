@@ -45,7 +45,7 @@ import torch
 from recbole.data.interaction import Interaction
 
 from recbole_lda.utils.errors import UsageError
-from recbole_lda.utils.fileio import atomic_output, check_writable, write_json
+from recbole_lda.utils.fileio import atomic_output, check_distinct_paths, check_writable, write_json
 from recbole_lda.inference.predict_input import InputError, as_tokens, column_name, count_rows, first_line_with_more_fields
 from recbole_lda.inference.raw_input import RawInput
 from recbole_lda.inference.saved_model import SavedModel, load
@@ -247,16 +247,22 @@ def predict_frame(model_dir, frame, device="cpu", batch_size=8192, keep_columns=
     return out
 
 
-def check_paths(input, output, summary_file, chunk_rows, batch_size):
-    """Refuse, before loading the model, a missing input, an unwritable output or a bad size."""
+def check_paths(input, output, summary_file, chunk_rows, batch_size, model_dir=None):
+    """Refuse, before loading the model, a missing input, an unwritable output, an output that
+    is the input, the other output or a file of the model folder, or a bad size."""
+    if os.path.isdir(input):
+        raise UsageError(f"--input={input}: is a folder; expected a CSV file of rows to score")
     if not os.path.isfile(input):
-        raise UsageError(f"--input {input!r}: no such file")
-    for key, path in (("--output", output), ("--summary_file", summary_file)):
-        if path:
-            try:
-                check_writable(path, key)
-            except ValueError as err:
-                raise UsageError(str(err)) from None
+        raise UsageError(f"--input={input}: no such file; expected a CSV file of rows to score")
+    try:
+        check_distinct_paths([("--output", output), ("--summary_file", summary_file)], inputs=[("--input", input)],
+                             input_folders=[("--model_dir", model_dir if isinstance(model_dir, (str, os.PathLike))
+                                             else getattr(model_dir, "path", None))])
+        for key, path in (("--output", output), ("--summary_file", summary_file)):
+            if path:
+                check_writable(path, key)  # (creates its folder)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
     if chunk_rows < 1 or batch_size < 1:
         raise UsageError("--chunk_rows and --batch_size must be >= 1")
 
@@ -279,7 +285,7 @@ def predict_file(model_dir, input, output, chunk_rows=100_000, batch_size=8192, 
                  allow_all_unknown=False, show_progress=None, summary_file=None):
     """Score every row of CSV file `input` and write `output` (see the module docstring);
     returns the summary (dict), also written to `summary_file` (JSON) when given."""
-    check_paths(input, output, summary_file, chunk_rows, batch_size)
+    check_paths(input, output, summary_file, chunk_rows, batch_size, model_dir)
     start = perf_counter()
     predictor = Predictor(model_dir, device, batch_size, keep_columns, allow_all_unknown)
     sep, names = read_header(input)

@@ -12,6 +12,8 @@ import os
 import platform
 import resource
 import sys
+import time
+import uuid
 from contextlib import contextmanager
 from time import perf_counter
 
@@ -29,7 +31,7 @@ from recbole_lda.inference import saved_model
 from recbole_lda.config.configurator import Config
 from recbole_lda.config.registry import check_dataset_name, get_trainer, requested_converter
 from recbole_lda.config.options import OptionError
-from recbole_lda.utils.fileio import atomic_output, check_writable, json_safe, write_json
+from recbole_lda.utils.fileio import atomic_output, check_distinct_paths, check_writable, json_safe, write_json
 from recbole_lda.evaluator.metrics import xauc
 from recbole_lda.evaluator.xauc import all_conventions
 from recbole_lda.model.anchors import assign_buckets
@@ -43,19 +45,41 @@ logger = logging.getLogger(__name__)
 OUTPUT_KEYS = ("results_file", "predictions_file", "anchor_plot_file")
 
 
+def log_path(config):
+    """The run's own log file, or None (console only). With `log_dir: DIR`, a file of its own
+    in DIR (`<model>-<dataset>-<time>-<pid>-<random>.log`, like a kept checkpoint: two runs
+    never share one); with `log_dir: ~` (the default), beside the results file (`r.json` ->
+    `r.log`); with neither, none. Chosen once per config."""
+    if hasattr(config, "_log_file"):
+        return config._log_file
+    path = None
+    if config["log_dir"]:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}-{stamp}-{os.getpid()}-"
+                                               f"{uuid.uuid4().hex[:8]}.log")
+    elif config["results_file"]:
+        stem, ext = os.path.splitext(config["results_file"])
+        path = (stem if ext != ".log" else config["results_file"]) + ".log"
+    path = os.path.abspath(path) if path else None
+    config._log_file = path
+    return path
+
+
 def init_logger(config):
-    """Log to the console and to `<log_dir>/<model>-<dataset>.log` (RecBole's own
-    init_logger writes to a fixed ./log/ folder)."""
+    """Log to the console and to the run's own log file (`log_path`; RecBole's own
+    init_logger writes to a fixed ./log/ folder shared by every run in the working folder)."""
     level = getattr(logging, str(config["state"] or "INFO").upper(), logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "_recbole_lda", False):
             root.removeHandler(handler)
+            handler.close()
     handlers = [logging.StreamHandler(sys.stdout)]
-    if config["log_dir"]:
-        os.makedirs(config["log_dir"], exist_ok=True)
-        handlers.append(logging.FileHandler(os.path.join(config["log_dir"], f"{config['model']}-{config['dataset']}.log")))
+    path = log_path(config)
+    if path:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        handlers.append(logging.FileHandler(path, mode="w"))
     for handler in handlers:
         handler.setFormatter(fmt)
         handler._recbole_lda = True
@@ -167,12 +191,27 @@ def check_run(model, dataset, config_file_list, config_dict, cmd_overrides):
     compat.apply()
     check_dataset_name(dataset, requested_converter(config_file_list, config_dict, cmd_overrides))
     config = Config(model, dataset, config_file_list, config_dict, cmd_overrides)  # checks every key and value
-    for key in OUTPUT_KEYS:
+    try:
+        check_distinct_paths(
+            [(f"--{key}", config[key]) for key in OUTPUT_KEYS] + [("the run's log", log_path(config))],
+            inputs=[("the config file", path) for path in config_file_list or []] + raw_inputs(config),
+            output_folders=[("--save_model_dir", config["save_model_dir"])])
+    except ValueError as err:
+        raise OptionError(str(err)) from None
+    for key in OUTPUT_KEYS:  # (creates their folders)
         if config[key]:
             check_output(config, key)
     if config["save_model_dir"]:
         saved_model.check_target(config["save_model_dir"])
     return config
+
+
+def raw_inputs(config):
+    """(label, path) of the files in the run's raw data folder (all it may read), when given."""
+    folder = config["raw_data_path"]
+    if not folder or not os.path.isdir(folder):
+        return []
+    return [("the raw data file", os.path.join(folder, name)) for name in sorted(os.listdir(folder))]
 
 
 def set_up_process(config):
@@ -243,8 +282,11 @@ def results_record(config, trainer, net, prepared, splits, outcome, timings, sta
         "epochs_run": len(epoch_times),
         "best_epoch": trainer.best_state["epoch"] if trainer.best_state else None,
         "valid_history": trainer.valid_history,
-        "checkpoint": trainer.checkpoint_path,
-        "saved_model_dir": config["save_model_dir"],
+        "checkpoint": _absolute(trainer.checkpoint_path),
+        "saved_model_dir": _absolute(config["save_model_dir"]),
+        "results_file": _absolute(config["results_file"]),
+        "predictions_file": _absolute(config["predictions_file"]),
+        "log_file": log_path(config),
         "train_time_per_epoch_s": mean_epoch,
         "epoch_times_s": epoch_times,
         "train_interactions_per_s": n_train / mean_epoch if mean_epoch else None,
@@ -257,7 +299,7 @@ def results_record(config, trainer, net, prepared, splits, outcome, timings, sta
         "data": prepared.meta,
         "hyperparameters": hyperparameters(config),
         "environment": {"python": platform.python_version(), "torch": torch.__version__, "device": str(config["device"]),
-                        "code_sha256": provenance.code_sha256()},
+                        "code_sha256": provenance.code_sha256(), "working_dir": os.getcwd()},
     })
 
 
@@ -330,13 +372,24 @@ def run(model, dataset, config_file_list=None, config_dict=None, cmd_overrides=N
     return results
 
 
+# Keys whose value is a file or folder: recorded as absolute paths.
+PATH_KEYS = ("data_path", "raw_data_path", "checkpoint_dir", "log_dir", "save_model_dir", *OUTPUT_KEYS)
+
+
+def _absolute(path):
+    return os.path.abspath(path) if isinstance(path, str) and path else path
+
+
 def hyperparameters(config):
-    """The configuration of a run as plain JSON-able values (what a reader needs to repeat it)."""
+    """The configuration of a run as plain JSON-able values (what a reader needs to repeat it);
+    paths made absolute."""
     skip = {"device", "eval_type", "MODEL_TYPE", "MODEL_INPUT_TYPE"}
     out = {}
     for key, value in config.final_config_dict.items():
         if key in skip:
             continue
+        if key in PATH_KEYS:
+            value = _absolute(value)
         if isinstance(value, (str, int, float, bool, type(None))):
             out[key] = value
         elif isinstance(value, (list, tuple, dict)):

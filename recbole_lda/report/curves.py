@@ -11,6 +11,7 @@ OUTPUT.md and OUTPUT.png (mean validation MAE per epoch over the seeds that ran 
 one panel per dataset).
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -28,21 +29,53 @@ def epochs_to_within(history, within):
     return next(i for i, value in enumerate(history) if value <= best * (1 + within)) + 1
 
 
+COMPARE = "a folder written by python -m recbole_lda compare"
+
+
+def run_history(path):
+    """The validation MAE per epoch in the results file `path` ([] when the run never
+    validated); UsageError naming the file and what is expected."""
+    if not path.is_file():
+        raise UsageError(f"--runs: {path} is missing, although summary.json lists it; run the compare command "
+                         "of that folder again (it reruns missing runs)")
+    try:
+        result = read_json(path)
+    except ValueError as err:
+        raise UsageError(f"--runs: {err}; expected a run's results JSON (delete it and run compare again)") from None
+    history = result.get("valid_history") if isinstance(result, dict) else None
+    if not isinstance(history, list) or any(not isinstance(step, dict) or "mae" not in step for step in history):
+        raise UsageError(f"--runs: {path} has no valid_history with a validation 'mae' per epoch (expected the results "
+                         "of python -m recbole_lda run or compare, which record it)")
+    return [step["mae"] for step in history]
+
+
 def load_curves(folders, models=None):
     """{(dataset, entry): [valid MAE history per seed]} from compare folders (their
     summary.json lists the runs; each run's results file has the history). With `models`,
-    only those entries, in that order; a model missing from every folder is an error."""
-    curves = {}
+    only those entries, in that order; a model missing from every folder is an error. A run
+    that never validated (empty history) is left out with a warning line; none left is an error."""
+    curves, empty = {}, []
     for folder in folders:
         summary = Path(folder) / "summary.json"
         if not summary.is_file():
-            raise UsageError(f"--runs: {summary} does not exist (a folder written by python -m recbole_lda compare)")
-        for run in read_json(summary)["runs"]:
+            raise UsageError(f"--runs: {summary} does not exist ({COMPARE})")
+        listed = read_json(summary)
+        if not isinstance(listed, dict) or not isinstance(listed.get("runs"), list):
+            raise UsageError(f"--runs: {summary} lists no runs ({COMPARE})")
+        for run in listed["runs"]:
             if models is not None and run["entry"] not in models:
                 continue
-            result = read_json(run_file(folder, run["entry"], run["dataset"], run["seed"]))
-            history = [step["mae"] for step in result["valid_history"]]
+            path = Path(run_file(folder, run["entry"], run["dataset"], run["seed"]))
+            history = run_history(path)
+            if not history:
+                empty.append(str(path))
+                continue
             curves.setdefault((run["dataset"], run["entry"]), {})[run["seed"]] = history
+    for path in empty:
+        print(f"warning: {path}: empty valid_history (the run never validated); left out", file=sys.stderr)
+    if not curves:
+        raise UsageError(f"--runs: no run in {', '.join(map(str, folders))} has a validation history"
+                         + (f" ({len(empty)} runs never validated)" if empty else ""))
     missing = [m for m in models or [] if not any(entry == m for _, entry in curves)]
     if missing:
         raise UsageError(f"--models: no runs of {', '.join(missing)} in {', '.join(map(str, folders))}")

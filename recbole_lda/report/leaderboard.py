@@ -17,29 +17,33 @@ writes DIR/leaderboard.md, .csv, .tex and .png:
   order, which mean different things for different models. The split is the same for
   every seed, so the test measures training noise only, not data noise; with 3 seeds it
   detects only large differences.
+Missing or partial results are never shown as whole (`recbole_lda.report.board_inputs`): every
+entry the manifest expects (methods x datasets, seeds 0..S-1) that lacks a usable study or
+final run is named in a warning line and in the Markdown's notes, and shown as `—` or with
+its seed count; a column's best mean is bolded only when every expected entry of it has
+a complete result; `strict=True` (`--strict`) makes any such problem an error. A single
+seed has no std: its cell reads `mean (n=1)`.
 The CSV has one row per method and dataset: mean and std of MAE, XAUC, RMSE and XGAUC, the
 best-per-column flags, the comparison columns (on the proposed method's rows), the
 tuning budget (`rungs`, `rung_trials`: how many trials ran at least each ASHA rung's epochs)
 and the chosen configuration.
 """
 
-import glob
 import json
-import logging
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from recbole_lda.config.entries import parse_entry, run_label
-from recbole_lda.config.output_dir import finished_study_files, manifest_file, runs_dir
-from recbole_lda.report.tables import run_record, summarise, welch_p
-from recbole_lda.utils.fileio import atomic_output, atomic_write_text, read_json
+from recbole_lda.config.entries import find_entry, parse_entry
+from recbole_lda.report.board_inputs import collect
+from recbole_lda.report.tables import mean_std, summarise, welch_p
+from recbole_lda.utils.errors import UnknownNameError, did_you_mean
+from recbole_lda.utils.fileio import atomic_output, atomic_write_text
 from recbole_lda.report.rungs import rung_counts, rung_epochs, rung_text
 
-logger = logging.getLogger(__name__)
 
 # (metric, label, True when higher is better)
 BOARD_METRICS = (("mae", "MAE", False), ("xauc", "XAUC", True))
@@ -67,40 +71,20 @@ class Board:
     table: pd.DataFrame  # the CSV's rows
     markdown: str
     paths: dict
+    problems: list = field(default_factory=list)  # expected entries without a (complete) usable result
+    warnings: list = field(default_factory=list)  # files left out that no expected entry needed
 
 
-def collect(output_dir):
-    """(finished studies, per-seed records) stored under `output_dir`, in the order of the
-    manifest (the last command's methods and datasets), then by name."""
-    studies = [read_json(p) for p in finished_study_files(output_dir)]
-    manifest_path = manifest_file(output_dir)
-    manifest = read_json(manifest_path) if os.path.exists(manifest_path) else {}
-    methods, datasets = manifest.get("methods", []), manifest.get("datasets", [])
-
-    def rank(study):
-        m, d = study["method"], study["dataset"]
-        return (datasets.index(d) if d in datasets else len(datasets), d,
-                methods.index(m) if m in methods else len(methods), m)
-
-    studies.sort(key=rank)
-    records = []
-    for study in studies:
-        prefix = run_label(study["method"], study["dataset"], "")
-        for path in sorted(glob.glob(os.path.join(runs_dir(output_dir), f"{glob.escape(prefix)}*.json"))):
-            match = re.fullmatch(re.escape(prefix) + r"(\d+)\.json", os.path.basename(path))
-            if not match:
-                continue
-            run = read_json(path)
-            if run.get("tuned_params") != study["best"]["params"]:
-                logger.warning(f"{path}: not made with the study's best configuration; left out")
-                continue
-            records.append(run_record(run, study["dataset"], study["method"], int(match.group(1))))
-    return studies, records, manifest
+def complete_column(table, dataset, metric, methods, incomplete):
+    """Whether every expected method has a complete result in the column (dataset, metric)."""
+    rows = table[table["dataset"] == dataset].set_index("model")[f"{metric}_mean"]
+    return all(m in rows.index and np.isfinite(rows[m]) and (dataset, m) not in incomplete for m in methods)
 
 
-def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
-    """Best-per-column flags, and on the proposed method's rows its relative improvement
-    over the best baseline and Welch's p-value, per dataset and metric."""
+def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS, methods=None, incomplete=()):
+    """Best-per-column flags (only for a column where each of `methods` has a complete result:
+    not in `incomplete`), and on the proposed method's rows its relative improvement over the
+    best baseline and Welch's p-value, per dataset and metric."""
     frame = pd.DataFrame(records)
     proposed_model = parse_entry(proposed)[0]
     table = table.copy()
@@ -111,7 +95,9 @@ def compare_with_baselines(table, records, proposed, metrics=BOARD_METRICS):
     for dataset, rows in table.groupby("dataset", sort=False):
         for metric, _, higher in metrics:
             means = rows[f"{metric}_mean"]
-            if means.notna().any():
+            whole = complete_column(table, dataset, metric, methods if methods is not None else list(rows["model"]),
+                                    incomplete)
+            if means.notna().any() and whole:
                 table.loc[means.idxmax() if higher else means.idxmin(), f"{metric}_best"] = True
             is_baseline = rows["model"].map(lambda e: parse_entry(e)[0] != proposed_model)
             baselines, mine = rows[is_baseline & means.notna()], rows[rows["model"] == proposed]
@@ -144,7 +130,7 @@ def study_rungs(study):
     return rung_text(epochs, rungs), rung_counts(epochs, rungs)
 
 
-def build_table(studies, records, proposed, metrics=BOARD_METRICS):
+def build_table(studies, records, proposed, metrics=BOARD_METRICS, methods=None, incomplete=()):
     if not records:
         raise ValueError("no final run is stored yet: nothing to put on the leaderboard")
     table = summarise(records)
@@ -162,14 +148,16 @@ def build_table(studies, records, proposed, metrics=BOARD_METRICS):
             "tuning_wall_s": s["wall_time_s"],
         })
     table = pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
-    return compare_with_baselines(table, records, proposed, metrics)
+    return compare_with_baselines(table, records, proposed, metrics, methods, incomplete)
 
 
-def _cell(row, metric, bold):
+def _cell(row, metric, bold, expected_seeds=None):
     mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
     if not np.isfinite(mean):
         return "—"
-    text = f"{mean:.4f} ± {std:.4f}"
+    text = mean_std(mean, std, row["seeds"])
+    if expected_seeds and row["seeds"] < expected_seeds:  # partial: says so in the cell
+        text = text.replace(f" (n={row['seeds']})", "") + f" (n={row['seeds']} of {expected_seeds})"
     return f"**{text}**" if bold and row[f"{metric}_best"] else text
 
 
@@ -187,16 +175,32 @@ def _gain_text(row, metric, latex=False):
     return f"{pct} vs {name} ({p_text}){mark}"
 
 
-def _grid(table):
-    """datasets in order, methods in order, and {(method, dataset): row}."""
-    datasets = list(dict.fromkeys(table["dataset"]))
-    methods = list(dict.fromkeys(table["model"]))
+def _grid(table, inputs=None):
+    """datasets in order, methods in order (with `inputs`: every expected one, results or
+    not), and {(method, dataset): row}."""
+    datasets = list(dict.fromkeys([*(inputs.datasets if inputs else []), *table["dataset"]]))
+    methods = list(dict.fromkeys([*(inputs.methods if inputs else []), *table["model"]]))
     rows = {(r["model"], r["dataset"]): r for _, r in table.iterrows()}
     return datasets, methods, rows
 
 
-def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS):
-    datasets, methods, rows = _grid(table)
+def _notes(table, inputs, metrics):
+    """The Markdown notes on missing or partial results (none when every entry is whole)."""
+    if not inputs or not inputs.problems:
+        return []
+    unmarked = [f"{d} {label}" for d in inputs.datasets for metric, label, _ in metrics
+                if not complete_column(table, d, metric, inputs.methods, inputs.incomplete)]
+    lines = ["", "Notes: some expected results are missing or partial (`—`: none; `n=k of S`: k of the S seeds); "
+             "they are not whole and are not compared as such."]
+    lines += [f"- {problem}" for problem in inputs.problems]
+    if unmarked:
+        lines.append(f"- No best is marked in {', '.join(unmarked)}: not every method has a complete result there.")
+    return lines
+
+
+def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS, inputs=None):
+    datasets, methods, rows = _grid(table, inputs)
+    expected_seeds = manifest.get("seeds") if isinstance(manifest.get("seeds"), int) else None
     seeds = sorted(set(table["seeds"]))
     lines = ["# Leaderboard", "",
              f"Test MAE (seconds, lower is better) and XAUC (higher is better) of each method's best "
@@ -207,7 +211,7 @@ def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS):
     header = ["Method"] + [f"{d} {label}" for d in datasets for _, label, _ in metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for m in methods:
-        cells = [_cell(rows[(m, d)], metric, True) if (m, d) in rows else "—"
+        cells = [_cell(rows[(m, d)], metric, True, expected_seeds) if (m, d) in rows else "—"
                  for d in datasets for metric, _, _ in metrics]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")
     if proposed in methods:
@@ -218,6 +222,7 @@ def to_markdown(table, studies, manifest, proposed, metrics=BOARD_METRICS):
                   f"positive when {proposed} is better. p: two-sided Welch's t-test (unequal variances) on the "
                   f"per-seed test scores; † marks p < {ALPHA} (a difference in the direction of the sign). Seeds vary initialisation and batch order on a fixed "
                   f"split, so the test covers training noise only."]
+    lines += _notes(table, inputs, metrics)
     lines += ["", "## Budget and selection", "",
               "Every method of a dataset gets the same number of trials; selection uses the validation metric "
               "only, and the chosen configuration is then run once per seed and evaluated once on test. Trials "
@@ -250,8 +255,8 @@ def _tex(text):
     return re.sub(r"([_%&#$])", r"\\\1", str(text))
 
 
-def to_latex(table, proposed, metrics=BOARD_METRICS):
-    datasets, methods, rows = _grid(table)
+def to_latex(table, proposed, metrics=BOARD_METRICS, inputs=None):
+    datasets, methods, rows = _grid(table, inputs)
     k = len(metrics)
     out = ["% Generated by recbole_lda.report.leaderboard. Needs \\usepackage{booktabs}.",
            "\\begin{tabular}{l" + "c" * (k * len(datasets)) + "}", "\\toprule",
@@ -268,7 +273,8 @@ def to_latex(table, proposed, metrics=BOARD_METRICS):
                     continue
                 mean = f"{r[f'{metric}_mean']:.4f}"
                 mean = f"\\mathbf{{{mean}}}" if r[f"{metric}_best"] else mean
-                cells.append(f"${mean} \\pm {r[f'{metric}_std']:.4f}$")
+                std = r[f"{metric}_std"]
+                cells.append(f"${mean} \\pm {std:.4f}$" if np.isfinite(std) else f"${mean}$ (n={r['seeds']})")
         out.append(f"{_tex(m)} & " + " & ".join(cells) + " \\\\")
     if proposed in methods:
         out.append("\\midrule")
@@ -315,19 +321,37 @@ def plot(table, path, proposed, metrics=BOARD_METRICS):
     plt.close(fig)
 
 
-def build(output_dir, proposed=None, xauc="xauc"):
+def check_proposed(proposed, methods):
+    """The method of `methods` that `proposed` names (spelt any way, see entries.find_entry);
+    UnknownNameError with the closest methods otherwise."""
+    found = find_entry(proposed, methods) if methods else None
+    if found is None:
+        raise UnknownNameError(f"--proposed={proposed}: not a method of this folder{did_you_mean(proposed, methods)} "
+                               f"(methods: {', '.join(methods) or 'none'})")
+    return found
+
+
+def build(output_dir, proposed=None, xauc="xauc", strict=False):
     """Write DIR/leaderboard.{md,csv,tex,png} from the stored results; return the Board.
-    `proposed`: the method compared with the best baseline (default: the manifest's, else LDA);
-    `xauc`: the XAUC convention shown (a key of XAUC_CONVENTIONS)."""
+    `proposed`: the method compared with the best baseline (default: the manifest's, else LDA;
+    given explicitly, it must be a method of the folder); `xauc`: the XAUC convention shown
+    (a key of XAUC_CONVENTIONS); `strict`: any missing or partial expected result is an error
+    (ValueError naming them), and nothing is written."""
     metrics = board_metrics(xauc)
-    studies, records, manifest = collect(output_dir)
-    proposed = proposed or manifest.get("proposed") or "LDA"
-    table = build_table(studies, records, proposed, metrics)
-    markdown = to_markdown(table, studies, manifest, proposed, metrics)
+    inputs = collect(output_dir)
+    if proposed is not None:
+        proposed = check_proposed(proposed, inputs.methods)
+    proposed = proposed or inputs.manifest.get("proposed") or "LDA"
+    if inputs.problems and (strict or not inputs.records):
+        raise ValueError(f"{output_dir}: " + ("no usable final run: nothing to put on the leaderboard" if not inputs.records
+                                              else f"{len(inputs.problems)} expected result(s) missing or partial (--strict)")
+                         + ": " + " | ".join(inputs.problems))
+    table = build_table(inputs.studies, inputs.records, proposed, metrics, inputs.methods, inputs.incomplete)
+    markdown = to_markdown(table, inputs.studies, inputs.manifest, proposed, metrics, inputs)
     paths = {ext: os.path.join(output_dir, f"leaderboard.{ext}") for ext in ("md", "csv", "tex", "png")}
     atomic_write_text(paths["md"], markdown)
     with atomic_output(paths["csv"]) as tmp:
         table.to_csv(tmp, index=False)
-    atomic_write_text(paths["tex"], to_latex(table, proposed, metrics))
+    atomic_write_text(paths["tex"], to_latex(table, proposed, metrics, inputs))
     plot(table, paths["png"], proposed, metrics)
-    return Board(table, markdown, paths)
+    return Board(table, markdown, paths, list(inputs.problems), list(inputs.warnings))

@@ -53,7 +53,8 @@ def summarise(records, versus=None):
             values = group[m] if m in group else pd.Series(np.nan, index=group.index)  # records of older runs
             # skipna=False: a mean over only the seeds that have a metric would pass for all of them
             row[f"{m}_mean"] = values.mean(skipna=False)
-            row[f"{m}_std"] = values.std(ddof=1, skipna=False) if len(group) > 1 else 0.0
+            # one seed: the sample std is undefined (NaN, shown as n=1), not 0
+            row[f"{m}_std"] = values.std(ddof=1, skipna=False) if len(group) > 1 else np.nan
         row["valid_mae_mean"] = group["valid_mae"].mean() if "valid_mae" in group else np.nan
         if versus is not None:
             other = frame[(frame["dataset"] == dataset) & (frame["entry"] == versus)]
@@ -72,6 +73,15 @@ def summarise(records, versus=None):
         r.epoch_s_mean / vr_time[r.dataset] if r.dataset in vr_time.index else np.nan for r in table.itertuples()
     ]
     return table
+
+
+def mean_std(mean, std, seeds, digits=4):
+    """`mean ± std`; `mean (n=1)` for a single seed, whose sample std is undefined."""
+    if not np.isfinite(mean):
+        return "—"
+    if seeds == 1 or not np.isfinite(std):
+        return f"{mean:.{digits}f} (n={seeds})"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def _ratio(value):
@@ -102,8 +112,9 @@ def to_markdown(table, versus=None):
         lines.append("|---|---|---|---|---|---|---|---|---|---|" + ("---|---|" if versus else ""))
         for r in group.itertuples():
             lines.append(
-                f"| {r.model} | {r.seeds} | {r.valid_mae_mean:.4f} | {r.mae_mean:.4f} ± {r.mae_std:.4f} | {r.xauc_mean:.4f} ± {r.xauc_std:.4f} "
-                f"| {r.xgauc_mean:.4f} ± {r.xgauc_std:.4f} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} "
+                f"| {r.model} | {r.seeds} | {r.valid_mae_mean:.4f} | {mean_std(r.mae_mean, r.mae_std, r.seeds)} "
+                f"| {mean_std(r.xauc_mean, r.xauc_std, r.seeds)} "
+                f"| {mean_std(r.xgauc_mean, r.xgauc_std, r.seeds)} | {r.epochs_mean:.1f} | {r.epoch_s_mean:.2f} | {_ratio(r.epoch_time_vs_VR)} "
                 f"| {_anchors(r.beta_effective_anchors)} |"
                 + (f" {_p(r.mae_p_vs)} | {_p(r.xauc_p_vs)} |" if versus else "")
             )

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 import yaml
 
-from recbole_lda.config.entries import parse_entry, split_entries
+from recbole_lda.config.entries import check_unique, parse_entry, split_entries
 from recbole_lda.config.options import OptionError, parse_key_values, properties_dir
 from recbole_lda.config.output_dir import run_file, study_file
 from recbole_lda.report.rungs import asha_reports, rung_epochs
@@ -167,16 +167,14 @@ def build_studies(args, rest, space_dir=SPACE_DIR, harness_file=HARNESS_FILE):
     Each dataset's epochs, grace period and reduction factor: `harness_file`, then the command."""
     datasets = [parse_entry(d) for d in split_entries(args.datasets)]
     names = [d for d, _ in datasets]
-    if len(set(names)) != len(names):
-        raise ValueError(f"each dataset can be listed once, got {names}")
+    check_unique(split_entries(args.datasets), "--datasets", by_name=True)
     common, per_dataset, dataset_files = parse_command_overrides(rest, names)
     asha_common, asha_own = split_asha_keys(common, per_dataset)
     asha_common.update({k: getattr(args, k) for k in ASHA_KEYS if getattr(args, k, None) is not None})
     harness = read_harness(harness_file)
     global_files = [os.path.abspath(p) for p in (args.config_files or "").split()]
     entries = split_entries(args.models)
-    if len(set(entries)) != len(entries):
-        raise ValueError(f"each method can be listed once, got {entries}")
+    check_unique(entries, "--models")
     from recbole_lda.config.configurator import keys_for_runs
     from recbole_lda.config.registry import check_dataset_name, requested_converter
 

@@ -57,7 +57,9 @@ Output (OUTPUT_DIR):
     ray/<METHOD>__<DATASET>/                Ray Tune's experiment (trial logs, restore state)
     progress.json                           what runs now: study, trials done and left, best so far
     manifest.json                           the last command, its order of methods and datasets
-    leaderboard.md, .csv, .tex, .png        the comparison table (recbole_lda.report.leaderboard)
+    leaderboard.md, .csv, .tex, .png        the comparison table (recbole_lda.report.leaderboard); an
+                                            expected entry without a complete result is a warning and
+                                            a note there (--strict: an error)
 """
 
 import logging
@@ -339,7 +341,11 @@ def tune(args, rest, argv):
         print(f"interrupted: {err}", file=sys.stderr, flush=True)
         return 130
     if any(os.path.exists(run_path(args.output_dir, s, 0)) for s in studies):
-        print(leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc).markdown)
+        board = leaderboard.build(args.output_dir, proposed=args.proposed, xauc=args.xauc,
+                                  strict=getattr(args, "strict", False))
+        for line in [*board.problems, *board.warnings]:
+            print(f"warning: {line}", file=sys.stderr)
+        print(board.markdown)
     print(f"wall time {fmt_duration(time.time() - start)}; results in {args.output_dir}", file=sys.stderr)
     if failures:
         print("failed (a final run is retried when the command runs again):\n  " + "\n  ".join(failures),

@@ -120,3 +120,60 @@ def check_writable(path, what="output file"):
         os.remove(probe)
     except OSError as err:
         raise ValueError(f"{what} {path!r}: its folder {folder!r} is not writable ({err.strerror})") from err
+
+
+def check_folder(path, what):
+    """Fail now if folder `path` cannot be made or used: it (or a folder above it) is a file,
+    or it cannot be created. Creates nothing; ValueError naming `what` (the option) and what
+    is expected."""
+    path = os.fspath(path)
+    if os.path.exists(path):
+        if not os.path.isdir(path):
+            raise ValueError(f"{what}={path}: is a file; expected a folder (created if missing)")
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{what}={path}: {parent} is a file, so no folder can be created under it; "
+                         "expected a folder (created if missing)")
+
+
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _named(label, given):
+    """`--option=path` for an option, `what path` for anything else."""
+    return f"{label}={given}" if label.startswith("--") else f"{label} {given}"
+
+
+def check_distinct_paths(outputs, inputs=(), output_folders=(), input_folders=()):
+    """Refuse outputs that would overwrite each other or what a command reads, comparing real
+    paths (`os.path.realpath`: `./a.json`, `a.json` and a link to it are one file).
+
+    Args:
+        outputs: (label, path) of every file the command writes (None paths are skipped);
+            a label is an option (`--results_file`) or a few words (`the run's log`).
+        inputs: (label, path) of every file it reads: no output may be one of them.
+        output_folders: (label, path) of folders it replaces whole: no other output inside.
+        input_folders: (label, path) of folders it reads (a saved model): no output inside.
+    Raises ValueError naming both and the file.
+    """
+    def real(items):
+        return [(_named(label, p), os.path.realpath(os.fspath(p))) for label, p in items if p]
+
+    outs = real(outputs)
+    for k, (name, path) in enumerate(outs):
+        for other, other_path in outs[:k]:
+            if path == other_path:
+                raise ValueError(f"{other} and {name} are the same file ({path}): give each output a file of its own")
+        for other, other_path in real(inputs):
+            if path == other_path:
+                raise ValueError(f"{name} would replace {other}, which the command reads: choose another file")
+        for other, folder in real(output_folders):
+            if _inside(path, folder):
+                raise ValueError(f"{name} is inside {other}, which is replaced whole: choose a file outside it")
+        for other, folder in real(input_folders):
+            if _inside(path, folder):
+                raise ValueError(f"{name} is inside {other}, which the command reads: choose a file outside it")
