@@ -12,23 +12,36 @@ import os
 import warnings
 
 
+def import_ray():
+    """`ray`, imported without the warning Ray 2.6.3 gives on importing pkg_resources."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import ray
+
+    return ray
+
+
+def start(address=None, num_cpus=None):
+    """Connect to the cluster at `address` (HOST:PORT), or start a local Ray instance of
+    `num_cpus` CPUs; returns the `ray` module."""
+    ray = import_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if address:
+        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
+    else:
+        # address="local": always a new instance (never a cluster that `ray start` left on this machine)
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
+                 log_to_driver=False)
+    return ray
+
+
 class RayExecutor:
     """Tasks on a Ray cluster at `address` (HOST:PORT), or on a local Ray instance of
     `num_workers` CPUs started here and stopped by `close`."""
 
     def __init__(self, address=None, num_workers=None):
-        with warnings.catch_warnings():  # Ray 2.6.3 imports pkg_resources, which warns on import
-            warnings.simplefilter("ignore")
-            import ray
-
+        ray = start(address, num_workers)
         self._ray, self._remote = ray, {}
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        if address:
-            ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-        else:
-            # address="local": always a new instance (never a cluster that `ray start` left on this machine)
-            ray.init(address="local", num_cpus=num_workers, include_dashboard=False, logging_level="WARNING",
-                     log_to_driver=False)
         self.workers = int(ray.cluster_resources().get("CPU", 1))
         self.nodes = sum(1 for node in ray.nodes() if node["Alive"])
 

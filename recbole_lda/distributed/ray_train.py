@@ -13,17 +13,10 @@ fails (a worker killed, a node lost) is restarted from the last checkpoint up to
 
 import os
 import tempfile
-import warnings
+
+from recbole_lda.distributed.ray_engine import import_ray, start
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def _ray():
-    with warnings.catch_warnings():  # Ray 2.6.3 imports pkg_resources, which warns on import
-        warnings.simplefilter("ignore")
-        import ray
-
-    return ray
 
 
 class RaySession:
@@ -64,21 +57,9 @@ def _loop(config):
     config["worker"](config["job"], RaySession())
 
 
-def start(address=None, num_cpus=None):
-    """Connect to the cluster at `address`, or start a local Ray instance of `num_cpus` CPUs."""
-    ray = _ray()
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if address:
-        ray.init(address=address, logging_level="WARNING", log_to_driver=False)
-    else:
-        # address="local": a new instance, never a cluster that another `ray start` on this machine left
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, logging_level="WARNING",
-                 log_to_driver=False)
-
-
 def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train"):
     """Run `worker(job, RaySession())` on `num_workers` workers; rank 0's last checkpoint (dict)."""
-    ray = _ray()
+    ray = import_ray()
     from ray.air import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -113,7 +94,7 @@ def gpus_available(address=None):
         import torch
 
         return torch.cuda.device_count()
-    ray = _ray()
+    ray = import_ray()
     start(address)
     try:
         return int(ray.cluster_resources().get("GPU", 0))
