@@ -130,9 +130,9 @@ def default_raw_dir(data_path, options):
     return os.path.join(data_path, f"raw-{short_hash(generator_options(options))}")
 
 
-def raw_files(raw_dir, options):
-    """Generate the raw folder if it does not exist; return the files the converter reads."""
-    wanted = generator_options(options)
+def ensure_generated(raw_dir, wanted, make):
+    """Call `make()` to generate `raw_dir` unless it exists; refuse a folder generated with
+    other options than `wanted` (its generator.json) or not generated at all."""
     info = os.path.join(raw_dir, "generator.json")
     if os.path.isfile(info):
         found = read_json(info)
@@ -141,7 +141,13 @@ def raw_files(raw_dir, options):
     elif os.path.isdir(raw_dir) and os.listdir(raw_dir):
         raise ValueError(f"{raw_dir} exists and is not a generated synthetic folder (no generator.json)")
     else:
-        generate(raw_dir, **{k.removeprefix("synthetic_"): options[k] for k in GENERATOR_KEYS})
+        make()
+
+
+def raw_files(raw_dir, options):
+    """Generate the raw folder if it does not exist; return the files the converter reads."""
+    ensure_generated(raw_dir, generator_options(options),
+                     lambda: generate(raw_dir, **{k.removeprefix("synthetic_"): options[k] for k in GENERATOR_KEYS}))
     return kuairec.raw_files(raw_dir, options)
 
 

@@ -104,16 +104,9 @@ def default_raw_dir(data_path, options):
 
 def raw_files(raw_dir, options):
     """Generate the raw folder if it does not exist; return the files the converter reads."""
-    wanted = generator_options(options)
-    info = os.path.join(raw_dir, "generator.json")
-    if os.path.isfile(info):
-        found = read_json(info)
-        if found != wanted:
-            raise ValueError(f"{raw_dir} holds synthetic data generated with {found}, not {wanted}; use another raw_data_path")
-    elif os.path.isdir(raw_dir) and os.listdir(raw_dir):
-        raise ValueError(f"{raw_dir} exists and is not a generated synthetic folder (no generator.json)")
-    else:
-        generate(raw_dir, **{k.removeprefix("synthetic_"): options[k] for k in GENERATOR_KEYS})
+    synthetic.ensure_generated(
+        raw_dir, generator_options(options),
+        lambda: generate(raw_dir, **{k.removeprefix("synthetic_"): options[k] for k in GENERATOR_KEYS}))
     return kuairand.raw_files(raw_dir, options)
 
 
