@@ -19,7 +19,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
     os.environ.setdefault(_var, "1")  # one core, before numpy starts its pools
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import resource  # noqa: E402
 import statistics  # noqa: E402
@@ -33,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from recbole_lda.evaluator import xauc as X  # noqa: E402
+from recbole_lda.utils.fileio import write_json  # noqa: E402
 
 
 def make_data(rows, users, seed):
@@ -132,12 +132,8 @@ def main():
         report["runs"][dtype] = {"timings": timings, "values": values}
     report["machine"]["load_average_end"] = os.getloadavg()
     report["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out)
-    print(f"written to {out}")
+    write_json(args.output, report)  # strict JSON, written atomically
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":

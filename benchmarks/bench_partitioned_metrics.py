@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from recbole_lda.utils.fileio import write_json
+
 CHUNK = 5_000_000
 
 
@@ -158,12 +160,8 @@ def main():
             for case in ("local", "ray", "ray_small"):
                 shutil.rmtree(os.path.join(work, f"rows{sizes.get(case, 0)}"), ignore_errors=True)
     report["machine"]["load_average_end"] = os.getloadavg()
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(out.suffix + ".tmp")
-    tmp.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, out)
-    print(f"written to {out}")
+    write_json(args.output, report)  # strict JSON, written atomically
+    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":
