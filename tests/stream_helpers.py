@@ -36,7 +36,7 @@ def write_streamed(folder, rows=3000, users=60, items=80, seed=0, files=3, row_g
 
 
 def step_in_process(rank, world, port, cases, batch, out_dir):
-    """One step of every case (model name, hyperparameters, fields, state) on this rank's
+    """One step of every case (model name, hyperparameters, fields, state[, sparse id tables]) on this rank's
     rows of `batch`; the parameters after it into out_dir/<case>-<rank>.pt."""
     import torch
     import torch.distributed as dist
@@ -51,10 +51,10 @@ def step_in_process(rank, world, port, cases, batch, out_dir):
         dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     rows = len(batch["label"]) // world
     mine = {c: v[rank * rows:(rank + 1) * rows] for c, v in batch.items()}
-    for name, (model_name, hyper, fields, state) in cases.items():
+    for name, (model_name, hyper, fields, state, *sparse) in cases.items():
         torch.manual_seed(0)
         model = sm.worker_model(model_name, hyper, fields, state)
-        optimizer = sm.make_optimizer(model, sm.worker_config(hyper))
+        optimizer = sm.make_optimizer(model, sm.worker_config(hyper), sparse=bool(sparse and sparse[0]))
         dp.train_step(dp.wrap(model, world), optimizer, sm.to_interaction(mine, sm.worker_config(hyper)))
         torch.save({k: v.detach().clone() for k, v in model.state_dict().items()},
                    os.path.join(out_dir, f"{name}-{rank}.pt"))

@@ -189,7 +189,7 @@ def train_worker(job, session):
     torch.set_num_threads(int(config["torch_num_threads"] or 1))
     init_seed(int(config["seed"]) + session.rank, bool(config["reproducibility"]))
     model = sm.worker_model(job["model"], config, job["fields"], job["state"])
-    optimizer = sm.make_optimizer(model, config)
+    optimizer = sm.make_optimizer(model, config, job.get("sparse", False))
     progress, best = resume(session, model, optimizer)
     wrapped = wrap(model, session.world_size)
     my_pieces = parts.share(parts.pieces(job["folder"], "train"), session.rank, session.world_size)

@@ -133,14 +133,83 @@ class LossOf(nn.Module):
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad,
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
+# The optimiser of the id tables when their gradients are sparse: SGD and Adagrad take sparse
+# gradients and step exactly as on the dense ones (a row outside the batch has a zero gradient
+# and does not move); Adam's sparse form is lazy Adam (torch.optim.SparseAdam): a row's moments
+# move only on steps whose batch holds it, where dense Adam keeps moving every row by its momentum.
+SPARSE_OPTIMIZERS = {"adam": torch.optim.SparseAdam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+ID_TABLE_SUFFIXES = ("embeddings.{uid}", "embeddings.{iid}")
 
 
-def make_optimizer(model, config):
+def sparse_refusal(config):
+    """Why the id tables cannot take sparse gradients under this configuration (None if they can)."""
+    learner = str(config["learner"]).lower()
+    if config["use_gpu"]:
+        return "use_gpu=True (NCCL has no sparse all-reduce)"
+    if learner not in SPARSE_OPTIMIZERS:
+        return f"learner={learner} (sparse gradients: {', '.join(SPARSE_OPTIMIZERS)})"
+    if config["weight_decay"]:
+        return f"weight_decay={config['weight_decay']} (the sparse optimisers take no weight decay)"
+    return None
+
+
+def sparse_embeddings(config):
+    """Whether the id tables get sparse gradients: `sparse_embeddings` (~ = wherever possible)."""
+    wanted, refusal = config["sparse_embeddings"], sparse_refusal(config)
+    if wanted is None:
+        return refusal is None
+    if wanted and refusal:
+        raise ValueError(f"--sparse_embeddings=True does not work with {refusal}; use --sparse_embeddings=False")
+    return bool(wanted)
+
+
+def id_tables(model, config):
+    """The user and video embedding tables of every backbone of `model` (name -> nn.Embedding)."""
+    suffixes = tuple(s.format(uid=config["USER_ID_FIELD"], iid=config["ITEM_ID_FIELD"]) for s in ID_TABLE_SUFFIXES)
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, nn.Embedding) and name.endswith(suffixes)}
+
+
+class Optimizers:
+    """Two optimisers stepped as one (the dense parameters' and the sparse id tables')."""
+
+    def __init__(self, dense, sparse):
+        self.parts = {"dense": dense, "sparse": sparse}
+
+    def zero_grad(self):
+        for optimizer in self.parts.values():
+            optimizer.zero_grad(set_to_none=True)
+
+    def step(self):
+        for optimizer in self.parts.values():
+            optimizer.step()
+
+    def state_dict(self):
+        return {name: optimizer.state_dict() for name, optimizer in self.parts.items()}
+
+    def load_state_dict(self, state):
+        for name, optimizer in self.parts.items():
+            optimizer.load_state_dict(state[name])
+
+
+def make_optimizer(model, config, sparse=False):
     """The optimiser of RecBole's trainer (`learner`, `learning_rate`, `weight_decay`), with the
-    model's own parameter groups where it has them (as WatchTimeTrainer)."""
+    model's own parameter groups where it has them (as WatchTimeTrainer). With `sparse`, the id
+    tables (id_tables) take sparse gradients and step with SPARSE_OPTIMIZERS[learner], each at the
+    learning rate of its group."""
     learner = str(config["learner"]).lower()
     if learner not in OPTIMIZERS:
         raise ValueError(f"learner {config['learner']!r}: the ray engine takes {', '.join(OPTIMIZERS)}")
-    lr = config["learning_rate"]
-    params = model.optimizer_param_groups(lr) if hasattr(model, "optimizer_param_groups") else model.parameters()
-    return OPTIMIZERS[learner](params, lr=lr, weight_decay=config["weight_decay"] or 0.0)
+    lr, decay = config["learning_rate"], config["weight_decay"] or 0.0
+    groups = model.optimizer_param_groups(lr) if hasattr(model, "optimizer_param_groups") else None
+    groups = groups or [{"params": list(model.parameters())}]
+    if not sparse:
+        return OPTIMIZERS[learner](groups, lr=lr, weight_decay=decay)
+    tables = id_tables(model, config)
+    for table in tables.values():
+        table.sparse = True
+    table_ids = {id(t.weight) for t in tables.values()}
+    dense = [{**g, "params": [p for p in g["params"] if id(p) not in table_ids]} for g in groups]
+    sparse_groups = [{**g, "params": [p for p in g["params"] if id(p) in table_ids]} for g in groups]
+    return Optimizers(OPTIMIZERS[learner]([g for g in dense if g["params"]], lr=lr, weight_decay=decay),
+                      SPARSE_OPTIMIZERS[learner]([g for g in sparse_groups if g["params"]], lr=lr))

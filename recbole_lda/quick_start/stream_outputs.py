@@ -92,6 +92,7 @@ def record(config, job, final, extra, timings, start):
     return json_safe({
         "model": config["model"], "dataset": config["dataset"], "seed": config["seed"],
         "engine": "ray", "workers": int(config["num_workers"]), "restarts": restarts(job["run_dir"]),
+        "sparse_embeddings": job["sparse"],
         "best_valid_score": progress["best_score"],
         "best_valid_result": {k: v for k, v in best.items() if k not in ("epoch", "valid_score")},
         "test_result": final["test_result"], "reference": extra["reference"], "rows": rows,

@@ -56,6 +56,10 @@ def check_engine(config, engine):
     if config["use_gpu"] and engine.gpus_available(config["ray_address"]) < 1:
         where = f"on the cluster at {config['ray_address']}" if config["ray_address"] else "on this machine"
         raise OptionError(f"--use_gpu=True: no GPU {where}; use --use_gpu=False (CPU workers, gloo)")
+    try:
+        sm.sparse_embeddings(config)
+    except ValueError as err:
+        raise OptionError(str(err)) from None
     if config["save_model_dir"] and int(config["embedding_min_count"]) > 1:
         raise OptionError(SAVE_FOLDED.format(key="--embedding_min_count > 1"))
     if config["streamed_data_path"] and not os.path.isdir(os.path.join(config["streamed_data_path"], "train")):
@@ -101,7 +105,7 @@ def make_job(config, folder, hyper, timings):
     if config["max_steps_per_epoch"]:
         steps = min(steps, int(config["max_steps_per_epoch"]))
     return {"model": config["model"], "config": hyper, "fields": fields, "state": state, "folder": folder, "vocab": vocab,
-            "steps": steps,
+            "steps": steps, "sparse": sm.sparse_embeddings(config),
             "batch_rows": int(config["train_batch_size"]) // workers, "rows": rows}
 
 
