@@ -85,7 +85,7 @@ class InProcessEngine:
     def __init__(self):
         self.checkpoint, self.reports, self.calls = None, [], []
 
-    def fit(self, worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None):
+    def fit(self, worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, on_cluster_lost=None):
         self.calls.append({"num_workers": num_workers, "address": address, "max_failures": max_failures})
         self.checkpoint = None
         worker(job, InProcessSession(self))

@@ -162,3 +162,39 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path):
     item = results["data"]["embedding_vocabulary"]["item"]
     assert item["rare_ids"] == int((counts < 30).sum()) > 0 and item["rare_training_rows"] == int(counts[counts < 30].sum())
     assert item["rows"] == 1 + int((counts >= 30).sum()) + 1 and item["hashed"] is False
+
+
+def test_a_run_whose_cluster_disappears_stops_with_one_line_and_writes_nothing(tmp_path):
+    """Both nodes of the run's cluster are SIGKILLed mid-run: the run ends within the watch's grace
+    (ray_engine.ClusterWatch, 10 s; Ray alone would end the process 60 s later without a word and
+    leave the run folder), exit status 1, its last line `error: ...` naming the address; no results,
+    predictions or model, and the run folder is gone."""
+    import tempfile
+
+    data = write_streamed(str(tmp_path / "data"), rows=6000, users=200, items=150)
+    ray_tmp = tempfile.mkdtemp(prefix="rl23g-", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
+    port = closed_port()
+    try:
+        _start_node(env, "--head", f"--port={port}", f"--temp-dir={ray_tmp}", "--include-dashboard=false")
+        _start_node(env, f"--address=127.0.0.1:{port}")
+        runs = tmp_path / "runs"
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", *COMMON, f"--streamed_data_path={data}",
+             f"--ray_address=127.0.0.1:{port}", "--num_workers=2", "--epochs=200", "--train_batch_size=16",
+             "--max_failures=2", "--results_file=r.json", "--predictions_file=pred", "--save_model_dir=model",
+             f"--ray_run_dir={runs}"],
+            cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: list(runs.glob("*/train/*/checkpoint_000000")), 400, proc)
+        _stop_nodes(ray_tmp)
+        killed = time.monotonic()
+        _, err = proc.communicate(timeout=120)
+        ended_after = time.monotonic() - killed
+    finally:
+        _stop_nodes(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert proc.returncode == 1, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"error: ray engine: the Ray cluster at 127.0.0.1:{port} stopped answering for "
+                                            "10 s; the run stopped and wrote no results, predictions or model")
+    assert ended_after < 45, ended_after
+    assert sorted(os.listdir(tmp_path)) == ["data", "r.log", "runs"] and os.listdir(runs) == []

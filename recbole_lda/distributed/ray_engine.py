@@ -61,3 +61,70 @@ class RayExecutor:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def gcs_address():
+    """HOST:PORT of the cluster this process is connected to (its GCS)."""
+    return import_ray().get_runtime_context().gcs_address
+
+
+class ClusterWatch:
+    """Ends this process with one line when the cluster disappears. Ray 2.6.3's driver, once the
+    cluster's GCS stops answering, waits 60 s and then terminates the process from C++
+    (gcs_rpc_client: "Failed to connect to GCS within 60 seconds ... The program will
+    terminate"), so no Python `finally` runs and a run would leave its folder behind. This
+    thread connects to the GCS's TCP port every `interval` s; after `grace` s without an answer
+    it calls `on_lost()` (the caller's clean-up), writes `error: <message>` to standard error
+    and exits with status 1."""
+
+    def __init__(self, address, on_lost, grace=10.0, interval=1.0, shown=None):
+        import threading
+
+        host, port = address.rsplit(":", 1)
+        self.target, self.address, self.on_lost = (host, int(port)), shown or address, on_lost
+        self.grace, self.interval = grace, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, name="cluster-watch", daemon=True)
+
+    def answers(self):
+        import socket
+
+        try:
+            with socket.create_connection(self.target, timeout=self.interval):
+                return True
+        except OSError:
+            return False
+
+    def _watch(self):
+        import time
+
+        last_answer = time.monotonic()
+        while not self._stop.wait(self.interval):
+            if self.answers():
+                last_answer = time.monotonic()
+            elif time.monotonic() - last_answer >= self.grace:
+                self._end()
+
+    def _end(self):
+        import logging
+        import sys
+
+        message = (f"ray engine: the Ray cluster at {self.address} stopped answering for {self.grace:.0f} s; "
+                   "the run stopped and wrote no results, predictions or model")
+        try:
+            self.on_lost()
+            logging.getLogger(__name__).error(message)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+        finally:
+            sys.stderr.write(f"error: {message}\n")
+            sys.stderr.flush()
+            os._exit(1)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()

@@ -14,7 +14,7 @@ fails (a worker killed, a node lost) is restarted from the last checkpoint up to
 import os
 import tempfile
 
-from recbole_lda.distributed.ray_engine import import_ray, start
+from recbole_lda.distributed.ray_engine import ClusterWatch, gcs_address, import_ray, start
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -57,8 +57,11 @@ def _loop(config):
     config["worker"](config["job"], RaySession())
 
 
-def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train"):
-    """Run `worker(job, RaySession())` on `num_workers` workers; rank 0's last checkpoint (dict)."""
+def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train",
+        on_cluster_lost=lambda: None):
+    """Run `worker(job, RaySession())` on `num_workers` workers; rank 0's last checkpoint (dict).
+    If the cluster disappears, `on_cluster_lost()` runs and the process ends with one line
+    (ray_engine.ClusterWatch)."""
     ray = import_ray()
     from ray.air import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -76,7 +79,8 @@ def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, s
                                  checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
         try:
-            result = trainer.fit()
+            with ClusterWatch(gcs_address(), on_cluster_lost, shown=address):
+                result = trainer.fit()
             if result.error is not None:
                 raise result.error
         except Exception as err:  # noqa: BLE001 -- a worker's error, a lost node or cluster: one line

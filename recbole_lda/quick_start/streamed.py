@@ -143,9 +143,14 @@ def run(config, engine, start):
         fit_start = perf_counter()
         final = engine.fit(data_parallel.train_worker, job, int(config["num_workers"]), address=config["ray_address"],
                            use_gpu=bool(config["use_gpu"]), max_failures=int(config["max_failures"]),
-                           storage=job["run_dir"])
+                           storage=job["run_dir"], on_cluster_lost=lambda: remove_run_folder(config, job))
         timings["fit_s"] = perf_counter() - fit_start
         return stream_outputs.finish(config, job, final, meta, timings, start)
     finally:  # the run's own folder; its outputs are written whole or not at all
-        if not config["keep_checkpoint"]:
-            shutil.rmtree(job["run_dir"], ignore_errors=True)
+        remove_run_folder(config, job)
+
+
+def remove_run_folder(config, job):
+    """The run's folder of checkpoints and prediction files goes, unless keep_checkpoint."""
+    if not config["keep_checkpoint"]:
+        shutil.rmtree(job["run_dir"], ignore_errors=True)
