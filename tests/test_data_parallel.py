@@ -181,3 +181,23 @@ def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
     again = sm.make_optimizer(sm.worker_model(model_name, hyper, fields, state), config, sparse=True)
     again.load_state_dict(saved)
     assert again.state_dict()["sparse"]["state"][0]["step"] == saved["sparse"]["state"][0]["step"]
+
+
+def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):
+    """TrainingColumns: VR's constructor reads labels and durations (16 bytes per training row),
+    LDA with user sampling also the users; values are the partitions' (float32 -> float64; index + 1)."""
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    from recbole_lda.config.registry import get_model
+
+    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40)
+    train = pd.concat([pq.read_table(f).to_pandas() for f in parts.split_files(folder, "train")])
+    for model_name, read in (("VR", {"label", "duration"}), ("LDA", {"label", "duration", "user_id"})):
+        model_name, hyper, fields, _ = case(folder, model_name)
+        config = sm.worker_config(hyper)
+        columns = sm.TrainingColumns(folder, config)
+        get_model(model_name)(config, sm.TrainingStandIn(fields, config, columns))
+        assert set(columns) == read, model_name
+    assert torch.equal(columns["label"], torch.from_numpy(train.label.to_numpy().astype(np.float32).astype(np.float64)))
+    assert columns["user_id"].tolist() == (train.user_index + 1).tolist()

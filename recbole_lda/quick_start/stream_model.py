@@ -57,28 +57,46 @@ def id_rows(batch, kind, vocab):
     return vocab[kind].rows(index) if vocab else index.astype(np.int64) + 1
 
 
-def training_columns(folder, vocab=None):
-    """{label, duration, user, item} of the whole training split: labels and durations as float64
-    tensors of float32 values (as RecBole holds them), user and item ids (index + 1). In memory
-    (24 bytes per row): to be replaced by the one-pass statistics of dataset_prep/label_statistics.py."""
-    names = ["label", "duration", "user_index", "item_index"]
-    tables = [pq.read_table(f, columns=names) for f in split_files(folder, "train")]
-    cols = {c: np.concatenate([t.column(c).to_numpy() for t in tables]) for c in names}
-    return {"label": torch.from_numpy(cols["label"].astype(np.float32).astype(np.float64)),
-            "duration": torch.from_numpy(cols["duration"].astype(np.float32).astype(np.float64)),
-            "user": torch.from_numpy(id_rows(cols, "user", vocab)),
-            "item": torch.from_numpy(id_rows(cols, "item", vocab))}
+class TrainingColumns(dict):
+    """The training split's columns that a model's constructor reads (`dataset.inter_feat[field]`),
+    each read from the partitions when first asked for, one file at a time: labels and durations
+    as float64 tensors of float32 values (as RecBole holds them), user and item ids as embedding
+    rows (id_rows). A model that never reads the ids (every model but LDA with user or item
+    sampling) costs the driver 16 bytes per training row; all four columns, 32."""
+
+    def __init__(self, folder, config, vocab=None):
+        super().__init__()
+        self.folder, self.vocab = folder, vocab
+        self.sources = {config["LABEL_FIELD"]: "label", config["DURATION_FIELD"]: "duration",
+                        config["USER_ID_FIELD"]: "user", config["ITEM_ID_FIELD"]: "item"}
+
+    @property
+    def columns(self):
+        return list(self.sources)
+
+    def __contains__(self, field):
+        return field in self.sources
+
+    def __missing__(self, field):
+        kind = self.sources[field]
+        column = f"{kind}_index" if kind in ("user", "item") else kind
+        parts = []
+        for path in split_files(self.folder, "train"):
+            values = pq.read_table(path, columns=[column]).column(column).to_numpy()
+            parts.append(id_rows({column: values}, kind, self.vocab) if kind in ("user", "item")
+                         else values.astype(np.float32).astype(np.float64))
+            del values
+        self[field] = torch.from_numpy(np.concatenate(parts))
+        return self[field]
 
 
 class TrainingStandIn(StandInDataset):
-    """A StandInDataset whose training columns are the real training rows' (training_columns)."""
+    """A StandInDataset whose training columns are the real training rows' (TrainingColumns)."""
 
     def __init__(self, fields, config, columns):
         super().__init__(fields, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["LABEL_FIELD"],
                          config["DURATION_FIELD"])
-        for key, field in (("label", "LABEL_FIELD"), ("duration", "DURATION_FIELD"), ("user", "USER_ID_FIELD"),
-                           ("item", "ITEM_ID_FIELD")):
-            self.inter_feat[config[field]] = columns[key]
+        self.inter_feat = columns
 
 
 def worker_config(hyper):
@@ -91,7 +109,7 @@ def worker_config(hyper):
 def initial_state(model_name, hyper, fields, folder, vocab=None):
     """The state dict every worker starts from (module docstring)."""
     config = worker_config(hyper)
-    columns = training_columns(folder, vocab)
+    columns = TrainingColumns(folder, config, vocab)
     init_seed(config["seed"], config["reproducibility"])
     model = get_model(model_name)(config, TrainingStandIn(fields, config, columns))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
