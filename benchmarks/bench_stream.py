@@ -5,7 +5,11 @@ folder (27,285 users as in 27K; videos scaled with the rows at 27K's ratio, 32,0
 per 322,278,385 rows), then the streaming conversion (dataset_prep.stream_prepare, random
 80/10/10 split, stream_chunk_rows = --chunk_rows) writes the partitioned Parquet folder,
 and the label statistics of VR, D2Q and LDA (dataset_prep.label_statistics, the models'
-defaults) are computed from its training partitions.
+defaults) are computed from its training partitions. With --train_workers N (stage `train`),
+VR then trains one epoch on the ray engine with N workers (one torch thread each, a local Ray
+instance, the default vocabulary bound) on that folder and is evaluated on valid and test:
+the driver's wall time, CPU time and peak memory, and from the results file each worker's
+peak memory, the epoch time and the test metrics.
 Each stage runs in its own subprocess; the report has its wall time and peak resident
 memory (os.wait4's ru_maxrss of that child) and the disk used. Target: peak under 2 GiB
 per process at every size, flat in rows. Run it with `nice` on a shared machine:
@@ -24,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 USERS_27K, VIDEOS_27K, ROWS_27K = 27_285, 32_038_725, 322_278_385
-STAGES = ("generate", "convert", "statistics")
+STAGES = ("generate", "convert", "statistics", "train")
 
 
 def run_stage_process(command, label):
@@ -74,6 +78,8 @@ def run_stage(args):
         print(json.dumps({"raw_bytes": folder_bytes(args.raw)}))
     elif args.stage == "statistics":
         print(json.dumps(label_statistics(args)))
+    elif args.stage == "train":
+        print(json.dumps(train(args)))
     else:
         from dataset_prep.stream_prepare import prepare_stream
 
@@ -109,6 +115,30 @@ def label_statistics(args):
                                                             "train_partitions": len(files)}
 
 
+def train(args):
+    """Child process: VR, one epoch on the ray engine (its own subprocess: run_recbole_lda.py);
+    what its results file says about time and memory."""
+    import json
+    import subprocess
+
+    from dataset_prep.stream_prepare import prepare_stream
+
+    folder = prepare_stream(stage_config(args)).path  # the convert stage's folder (cached)
+    results_file = os.path.join(args.data, "train-results.json")
+    command = [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", "--dataset=synthetic_kuairand",
+               "--engine=ray", f"--streamed_data_path={folder}", f"--num_workers={args.train_workers}",
+               "--torch_num_threads=1", "--epochs=1", "--max_failures=0", "--log_dir=None", "--show_progress=False",
+               f"--results_file={results_file}", f"--ray_run_dir={args.data}"]
+    subprocess.run(command, check=True)
+    results = json.loads(open(results_file).read())
+    keep = ("workers", "sparse_embeddings", "rows", "train_time_per_epoch_s", "train_interactions_per_s", "timings_s",
+            "peak_memory_mb", "worker_peak_memory_mb", "total_time_s")
+    return {k: results[k] for k in keep} | {
+        "test_mae": results["test_result"]["mae"], "test_xauc": results["test_result"]["xauc"],
+        "train_mean_test_mae": results["reference"]["train_mean"]["test_mae"],
+        "embedding_vocabulary": results["data"]["embedding_vocabulary"], "command": " ".join(command[1:])}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, nargs="+", default=[10_000_000])
@@ -117,6 +147,10 @@ def main():
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--keep", action="store_true", help="keep the generated and converted data")
     parser.add_argument("--output", default="results/bench_stream.json")
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES[:3]),
+                        help="stages to run (train needs --train_workers); without generate, the raw and converted "
+                             "data of an earlier run with --workdir and --keep are used")
+    parser.add_argument("--train_workers", type=int, default=2, help="ray engine workers of the train stage")
     for hidden in ("--stage", "--raw", "--data"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
     parser.add_argument("--size", type=int, help=argparse.SUPPRESS)
@@ -127,11 +161,13 @@ def main():
     with scratch_folder(args.workdir, "bench_stream_") as work:
         for rows in args.rows:
             raw, data = os.path.join(work, f"raw-{rows}"), os.path.join(work, f"data-{rows}")
-            remove(raw, data)
+            if "generate" in args.stages:
+                remove(raw, data)
             entry = {"rows": rows, "users": USERS_27K, "videos": videos_for(rows)}
-            for stage in STAGES:
+            for stage in (s for s in STAGES if s in args.stages):
                 command = [sys.executable, __file__, "--stage", stage, "--raw", raw, "--data", data, "--size", str(rows),
-                           "--seed", str(args.seed), "--chunk_rows", str(args.chunk_rows)]
+                           "--seed", str(args.seed), "--chunk_rows", str(args.chunk_rows),
+                           "--train_workers", str(args.train_workers)]
                 entry[stage] = run_stage_process(command, f"{stage} {rows:,} rows")
             report["sizes"].append(entry)
             write_report(args.output, report)  # after each size: a long run keeps what it measured
