@@ -201,3 +201,24 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
         assert set(columns) == read, model_name
     assert torch.equal(columns["label"], torch.from_numpy(train.label.to_numpy().astype(np.float32).astype(np.float64)))
     assert columns["user_id"].tolist() == (train.user_index + 1).tolist()
+
+
+def test_the_ray_engine_records_the_models_test_diagnostics(tmp_path):
+    """LDA's split_report (beta's concentration, anchor_label_match) on the test rows is in the ray
+    engine's test_report as in the in-memory engine's; a model without diagnostics records {}."""
+    import json
+
+    from recbole_lda.quick_start.compare import compare
+    from stream_helpers import InProcessEngine
+
+    folder = write_streamed(str(tmp_path / "data"), rows=1500, users=50, items=60)
+    common = {"engine": "ray", "num_workers": "1", "max_failures": "0", "streamed_data_path": folder, "epochs": "1",
+              "train_batch_size": "128", "log_dir": "None", "torch_num_threads": "1",
+              "ray_run_dir": str(tmp_path / "runs")}
+    compare(["VR", "LDA"], ["synthetic"], 1, str(tmp_path / "out"), common, engine=InProcessEngine())
+    records = {json.loads(p.read_text())["model"]: json.loads(p.read_text()) for p in (tmp_path / "out" / "runs").glob("*.json")}
+    assert records["VR"]["test_report"] == {}
+    report = records["LDA"]["test_report"]
+    assert report["rows"] == records["LDA"]["rows"]["test"] == 150
+    assert report["anchors_in_scope"] == 8 and report["anchor_label_chance"] == 0.125
+    assert 1.0 <= report["beta_effective_anchors"] <= 8.0 and 0.0 <= report["anchor_label_match"] <= 1.0

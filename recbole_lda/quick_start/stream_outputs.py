@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import torch
 
 from recbole_lda.inference import saved_model
+from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import provenance
 from recbole_lda.quick_start import stream_model as sm
 from recbole_lda.quick_start.data_parallel import peak_memory_mb
@@ -59,6 +60,30 @@ def save_model(config, job, model, best):
     saved_model.save(config["save_model_dir"], model, dataset, job["config"], best)
 
 
+# Test rows of the model's diagnostics (split_report: LDA's beta and anchor_label_match), the
+# first ones in file order: the report holds a few numbers per row in memory.
+TEST_REPORT_ROWS = 1_000_000
+
+
+def test_batches(job, config, limit=TEST_REPORT_ROWS):
+    """Interactions of the first `limit` test rows, one evaluation batch at a time."""
+    batch_rows, left = int(config["eval_batch_size"]), limit
+    for piece in parts.pieces(job["folder"], "test"):
+        data = parts.read_piece(piece, list(sm.INPUT_COLUMNS))
+        for start in range(0, min(piece.rows, left), batch_rows):
+            stop = min(start + batch_rows, left)
+            yield sm.to_interaction({c: v[start:stop] for c, v in data.items()}, config, job.get("vocab"))
+        left -= min(piece.rows, left)
+        if left == 0:
+            return
+
+
+def test_report(model, job, config):
+    """The model's split_report on the test rows (test_batches), with the rows it saw."""
+    report = model.split_report(test_batches(job, config))
+    return {**report, "rows": min(job["rows"]["test"], TEST_REPORT_ROWS)} if report else {}
+
+
 def restarts(run_dir):
     """Starts of the worker group beyond the first (data_parallel.train_worker counts them)."""
     folder = os.path.join(run_dir, "attempts")
@@ -76,7 +101,8 @@ def finish(config, job, final, meta, timings, start):
     model = sm.worker_model(job["model"], job["config"], job["fields"], final["best"])
     if config["save_model_dir"]:
         save_model(config, job, model, final["best"])
-    extra = {"meta": meta, "reference": reference, "report": model.report()}
+    extra = {"meta": meta, "reference": reference, "report": model.report(),
+             "test_report": test_report(model, job, sm.worker_config(job["config"]))}
     results = record(config, job, final, extra, timings, start)
     if config["results_file"]:
         write_json(config["results_file"], results)
@@ -102,7 +128,7 @@ def record(config, job, final, extra, timings, start):
         "saved_model_dir": config["save_model_dir"], "predictions_dir": config["predictions_file"],
         "train_time_per_epoch_s": mean_epoch, "epoch_times_s": times,
         "train_interactions_per_s": job["steps"] * int(config["train_batch_size"]) / mean_epoch if mean_epoch else None,
-        "timings_s": timings, "model_report": extra["report"], "test_report": {},
+        "timings_s": timings, "model_report": extra["report"], "test_report": extra["test_report"],
         "peak_memory_mb": peak_memory_mb(), "worker_peak_memory_mb": final["worker_peak_memory_mb"],
         "peak_gpu_memory_mb": None, "total_time_s": perf_counter() - start,
         "data": {**extra["meta"], "embedding_vocabulary": {k: v.report for k, v in job["vocab"].items()}},
