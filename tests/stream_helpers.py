@@ -9,15 +9,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 
-def write_streamed(folder, rows=3000, users=60, items=80, seed=0, files=3, row_group_rows=None):
+def write_streamed(folder, rows=3000, users=60, items=80, seed=0, files=3, row_group_rows=None, context=False):
     """train/, valid/, test/ (80/10/10 of the rows, `files` partitions each, by user), user_ids and
-    item_ids; labels: watch ratios of a few modes times the duration (seconds)."""
+    item_ids; labels: watch ratios of a few modes times the duration (seconds). With `context`,
+    columns hour (0-23) and tab (0-3, a tenth null) as the conversion writes them, and the
+    watch ratio 4 times larger in the evening (hour >= 18)."""
     rng = np.random.default_rng(seed)
     u, i = rng.integers(0, users, rows), rng.integers(0, items, rows)
     duration = np.round(np.clip(np.exp(rng.normal(2.26, 0.9, items)), 0.5, 300.0), 3)[i]
     score = rng.normal(0, 1, users)[u] + rng.normal(0, 1, items)[i] - 0.3 * np.log(duration)
     ratio = np.exp(np.where(score > 0, 0.0, -1.5) + 0.3 * rng.normal(size=rows))
+    hour, tab = rng.integers(0, 24, rows).astype(np.int8), rng.integers(0, 4, rows).astype(np.int16)
+    if context:
+        ratio = ratio * np.where(hour >= 18, 4.0, 1.0)
     label = np.round(ratio * duration, 3)
+    tab_null = rng.random(rows) < 0.1
     raw_users, raw_items = np.arange(users) * 7 + 100, np.arange(items) * 3 + 5000
     cut = [0, int(0.8 * rows), int(0.9 * rows), rows]
     os.makedirs(folder, exist_ok=True)
@@ -26,9 +32,12 @@ def write_streamed(folder, rows=3000, users=60, items=80, seed=0, files=3, row_g
         sl = slice(cut[k], cut[k + 1])
         for f in range(files):
             mine = np.flatnonzero(u[sl] % files == f)
-            table = pa.table({"user_id": raw_users[u[sl][mine]], "item_id": raw_items[i[sl][mine]],
-                              "label": label[sl][mine], "duration": duration[sl][mine],
-                              "user_index": u[sl][mine].astype(np.int32), "item_index": i[sl][mine].astype(np.int32)})
+            columns = {"user_id": raw_users[u[sl][mine]], "item_id": raw_items[i[sl][mine]],
+                       "label": label[sl][mine], "duration": duration[sl][mine]}
+            if context:
+                columns.update(hour=hour[sl][mine], tab=pa.array(tab[sl][mine], mask=tab_null[sl][mine]))
+            table = pa.table({**columns, "user_index": u[sl][mine].astype(np.int32),
+                              "item_index": i[sl][mine].astype(np.int32)})
             pq.write_table(table, os.path.join(folder, split, f"part-{f:05d}.parquet"), row_group_size=row_group_rows)
     pq.write_table(pa.table({"user_id": raw_users}), os.path.join(folder, "user_ids.parquet"))
     pq.write_table(pa.table({"item_id": raw_items}), os.path.join(folder, "item_ids.parquet"))

@@ -84,17 +84,17 @@ def gather_all(value, world_size):
 
 
 @torch.no_grad()
-def predict_share(model, my_pieces, config, path, vocab=None):
+def predict_share(model, my_pieces, config, path, vocab=None, context=None):
     """Predictions of the worker's pieces of a split into one Parquet file (written atomically):
     user_id, item_id (raw ids), duration, label, prediction."""
     model.eval()
     batch_rows = int(config["eval_batch_size"])
     tables = []
     for piece in my_pieces:
-        data = parts.read_piece(piece, list(PREDICTION_COLUMNS))
+        data = parts.read_piece(piece, list(PREDICTION_COLUMNS) + list(context or {}))
         for start in range(0, piece.rows, batch_rows):
             chunk = {c: v[start:start + batch_rows] for c, v in data.items()}
-            pred = model.predict(sm.to_interaction(chunk, config, vocab)).double().numpy()
+            pred = model.predict(sm.to_interaction(chunk, config, vocab, context)).double().numpy()
             tables.append(pa.table({"user_id": chunk["user_id"], "item_id": chunk["item_id"],
                                     "duration": chunk["duration"].astype(np.float64),
                                     "label": chunk["label"].astype(np.float64), "prediction": pred}))
@@ -121,7 +121,7 @@ def evaluate_split(model, job, session, split, name):
     my_pieces = parts.share(parts.pieces(job["folder"], split), session.rank, session.world_size)
     folder = os.path.join(job["run_dir"], name)
     predict_share(model, my_pieces, job["config"], os.path.join(folder, f"part-{session.rank:05d}.parquet"),
-                  job.get("vocab"))
+                  job.get("vocab"), job.get("context"))
     if session.world_size > 1:
         dist.barrier()
     scores = score_folder(folder, job["config"]) if session.rank == 0 else None
@@ -150,8 +150,8 @@ def train_epoch(epoch, model, wrapped, optimizer, my_pieces, job, session):
     if hasattr(model, "set_epoch"):  # epoch-dependent settings (LDA's temperature schedule)
         model.set_epoch(epoch)
     start = time.perf_counter()
-    losses = [train_step(wrapped, optimizer, sm.to_interaction(batch, config, job.get("vocab")))
-              for batch in parts.batches(my_pieces, list(sm.INPUT_COLUMNS), job["batch_rows"], job["steps"],
+    losses = [train_step(wrapped, optimizer, sm.to_interaction(batch, config, job.get("vocab"), job.get("context")))
+              for batch in parts.batches(my_pieces, sm.batch_columns(job.get("context")), job["batch_rows"], job["steps"],
                                          int(config["seed"]), epoch, session.rank)]
     seconds = time.perf_counter() - start
     return float(np.mean(gather_all(float(np.mean(losses)), session.world_size))), seconds

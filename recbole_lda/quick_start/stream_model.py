@@ -5,8 +5,9 @@ for a saved model).
 - `streamed_fields(folder)`: the fields a model sees: user_id and item_id (tokens; id 0 is
   the padding, so a row's id is its `user_index` / `item_index` + 1, or its row in a bounded
   table: quick_start/vocabulary.py), duration and label
-  (floats, seconds). Context tokens (hour, tab) and the user and video feature tables of the
-  folder are not inputs of this engine yet (docs/scale.md, "Training on a cluster").
+  (floats, seconds), and the interaction's context tokens that the conversion wrote (hour,
+  tab, is_rand: `context_tokens`). The user and video feature tables of the folder are not
+  inputs of this engine yet (docs/scale.md, "Training on a cluster").
 - `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
   (its constructor sees the training labels and durations through `TrainingStandIn`;
   LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
@@ -29,8 +30,42 @@ from recbole_lda.inference.saved_model import build_for_state
 from recbole_lda.inference.stand_in import SavedConfig, StandInDataset
 from recbole_lda.quick_start.partitions import split_files
 
-# Columns of the partitions a batch reads: partition column -> (field key, dtype).
+# Columns of the partitions a batch reads (plus the context columns of the folder).
 INPUT_COLUMNS = ("user_index", "item_index", "duration", "label")
+# The interaction's context tokens the conversions write where the raw logs have them
+# (dataset_prep/kuairand.py, dataset_prep/stream.py), fields of the same name in memory.
+CONTEXT_COLUMNS = ("hour", "tab", "is_rand")
+
+
+def context_tokens(folder):
+    """{column: sorted distinct values in the training split} of each context column of the
+    folder's partitions that has any (one pass, one partition at a time); nulls are not values."""
+    import pyarrow.compute as pc
+
+    files = split_files(folder, "train")
+    names = [c for c in CONTEXT_COLUMNS if c in pq.ParquetFile(files[0]).schema_arrow.names]
+    values = {c: np.empty(0, dtype=np.float64) for c in names}
+    for path in files:
+        table = pq.read_table(path, columns=names)
+        for c in names:
+            found = pc.unique(table.column(c).drop_null()).to_numpy().astype(np.float64)
+            values[c] = np.union1d(values[c], found)
+    return {c: v for c, v in values.items() if len(v)}  # a column that is null everywhere is no input
+
+
+def context_rows(values, column):
+    """Embedding rows of a context column: a value's position in `values` + 1; 0 for a null
+    or a value never seen in training."""
+    x = np.asarray(column, dtype=np.float64)  # nulls arrive as NaN
+    if len(values) == 0:
+        return np.zeros(len(x), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(values, x), len(values) - 1)
+    return np.where(values[pos] == x, pos + 1, 0).astype(np.int64)
+
+
+def batch_columns(context=None):
+    """The partition columns a batch reads."""
+    return list(INPUT_COLUMNS) + list(context or {})
 
 
 def id_count(folder, name):
@@ -38,9 +73,10 @@ def id_count(folder, name):
     return pq.ParquetFile(f"{folder}/{name}_ids.parquet").metadata.num_rows
 
 
-def streamed_fields(folder, config, vocab=None):
+def streamed_fields(folder, config, vocab=None, context=None):
     """fields.json's content (saved_model) for the fields this engine feeds a model; `vocab`
-    ({"user", "item"}: quick_start/vocabulary.Vocabulary) bounds the id tables."""
+    ({"user", "item"}: quick_start/vocabulary.Vocabulary) bounds the id tables; `context`
+    (context_tokens) adds the context token fields."""
     uid, iid = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
     rows = {kind: vocab[kind].size if vocab else id_count(folder, kind) + 1 for kind in ("user", "item")}
     return {
@@ -48,6 +84,8 @@ def streamed_fields(folder, config, vocab=None):
         iid: {"type": "token", "source": "item_id", "tokens": range(rows["item"])},
         config["DURATION_FIELD"]: {"type": "float", "source": "inter"},
         config["LABEL_FIELD"]: {"type": "float", "source": "inter"},
+        **{name: {"type": "token", "source": "inter", "tokens": range(len(values) + 1)}
+           for name, values in (context or {}).items()},
     }
 
 
@@ -125,13 +163,14 @@ def worker_model(model_name, hyper, fields, state):
     return model
 
 
-def to_interaction(batch, config, vocab=None):
+def to_interaction(batch, config, vocab=None, context=None):
     """A RecBole Interaction of a batch of partition columns ({column: numpy array})."""
     return Interaction({
         config["USER_ID_FIELD"]: torch.from_numpy(id_rows(batch, "user", vocab)),
         config["ITEM_ID_FIELD"]: torch.from_numpy(id_rows(batch, "item", vocab)),
         config["DURATION_FIELD"]: torch.from_numpy(batch["duration"].astype(np.float32)),
         config["LABEL_FIELD"]: torch.from_numpy(batch["label"].astype(np.float32)),
+        **{name: torch.from_numpy(context_rows(values, batch[name])) for name, values in (context or {}).items()},
     })
 
 

@@ -25,7 +25,7 @@ class StreamedDataset:
     """What saved_model.save reads from a RecBole dataset, for the fields of a streamed folder:
     id maps (id 0 is '[PAD]', then the raw ids of user_ids.parquet / item_ids.parquet)."""
 
-    def __init__(self, folder, fields, config):
+    def __init__(self, folder, fields, config, context=None):
         from recbole.utils import FeatureSource, FeatureType
 
         self.uid_field, self.iid_field = config["USER_ID_FIELD"], config["ITEM_ID_FIELD"]
@@ -36,6 +36,8 @@ class StreamedDataset:
         for field, kind in ((self.uid_field, "user"), (self.iid_field, "item")):
             ids = pq.read_table(os.path.join(folder, f"{kind}_ids.parquet")).column(0).to_numpy()
             self.field2id_token[field] = np.concatenate([["[PAD]"], ids.astype(str)])
+        for name, values in (context or {}).items():  # tokens as the in-memory conversion writes them
+            self.field2id_token[name] = np.array(["[PAD]", *(str(int(v)) for v in values)])
         self.user_feat = self.item_feat = None
 
 
@@ -56,7 +58,7 @@ def move_folder(source, target):
 
 def save_model(config, job, model, best):
     """The best weights as a saved-model folder (`predict --model_dir` loads it)."""
-    dataset = StreamedDataset(job["folder"], job["fields"], config)
+    dataset = StreamedDataset(job["folder"], job["fields"], config, job.get("context"))
     saved_model.save(config["save_model_dir"], model, dataset, job["config"], best)
 
 
@@ -69,10 +71,11 @@ def test_batches(job, config, limit=TEST_REPORT_ROWS):
     """Interactions of the first `limit` test rows, one evaluation batch at a time."""
     batch_rows, left = int(config["eval_batch_size"]), limit
     for piece in parts.pieces(job["folder"], "test"):
-        data = parts.read_piece(piece, list(sm.INPUT_COLUMNS))
+        data = parts.read_piece(piece, sm.batch_columns(job.get("context")))
         for start in range(0, min(piece.rows, left), batch_rows):
             stop = min(start + batch_rows, left)
-            yield sm.to_interaction({c: v[start:stop] for c, v in data.items()}, config, job.get("vocab"))
+            yield sm.to_interaction({c: v[start:stop] for c, v in data.items()}, config, job.get("vocab"),
+                                    job.get("context"))
         left -= min(piece.rows, left)
         if left == 0:
             return

@@ -92,7 +92,8 @@ def make_job(config, folder, hyper, timings):
     """The job every worker gets (data_parallel's module docstring)."""
     start = perf_counter()
     vocab = vocabulary.build_all(folder, config, sm.id_count)
-    fields = sm.streamed_fields(folder, config, vocab)
+    context = sm.context_tokens(folder)
+    fields = sm.streamed_fields(folder, config, vocab, context)
     state = sm.initial_state(config["model"], hyper, fields, folder, vocab)
     timings["model_init_s"] = perf_counter() - start
     rows = {s: partitions.split_rows(folder, s) for s in SPLITS}
@@ -105,6 +106,7 @@ def make_job(config, folder, hyper, timings):
     if config["max_steps_per_epoch"]:
         steps = min(steps, int(config["max_steps_per_epoch"]))
     return {"model": config["model"], "config": hyper, "fields": fields, "state": state, "folder": folder, "vocab": vocab,
+            "context": context,
             "steps": steps, "sparse": sm.sparse_embeddings(config),
             "batch_rows": int(config["train_batch_size"]) // workers, "rows": rows}
 
