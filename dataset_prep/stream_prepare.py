@@ -48,9 +48,16 @@ from recbole_lda.utils.fileio import write_json
 
 logger = logging.getLogger(__name__)
 
-STREAMED_VERSION = 1
+STREAMED_VERSION = 2  # 2: partitions in row groups of ROW_GROUP_ROWS rows (1: one row group per partition)
 STREAMING_DATASETS = tuple(FORMATS)
 MAX_BUCKETS = 1000  # open files of pass 1
+# Rows per Parquet row group of the partitions. A row group is the unit the ray engine's
+# workers read and shuffle (recbole_lda/quick_start/partitions.py): a partition holds the rows
+# of about 85 users (KuaiRand-27K, default stream_chunk_rows), so small row groups let one
+# shuffle window mix rows of many partitions, i.e. of many users.
+ROW_GROUP_ROWS = 65_536
+
+
 def read_chunk_rows(config):
     value = require(config, "stream_chunk_rows")
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
@@ -196,7 +203,7 @@ def write_partitions(folder, work, buckets, split, cuts, columns, ids, clipping)
                 clipped[s] += n
             rows[s] += part.num_rows
             if part.num_rows:
-                pq.write_table(part, os.path.join(folder, s, f"part-{b:05d}.parquet"))
+                pq.write_table(part, os.path.join(folder, s, f"part-{b:05d}.parquet"), row_group_size=ROW_GROUP_ROWS)
     for s in ss.SPLITS:
         if rows[s] == 0:
             raise ValueError(f"the {s} split is empty ({split['split']} split of {sum(rows.values())} rows)")

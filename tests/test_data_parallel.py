@@ -267,3 +267,41 @@ def test_context_tokens_of_the_partitions_are_model_inputs(tmp_path):
     morning = rows.assign(hour=8)["user_id item_id duration hour tab".split()]
     late, early = predict_frame(str(tmp_path / "model"), evening), predict_frame(str(tmp_path / "model"), morning)
     assert np.median(late["prediction"] / early["prediction"]) > 2.0  # the hour moves the prediction as in the data
+
+
+def test_a_shuffle_window_mixes_the_users_of_many_partitions(tmp_path):
+    """Each partition holds a set of users; pieces are row groups, and a window of 32 pieces in a
+    random order mixes many partitions: the first batch of an epoch holds users of most of the 16
+    partitions (with one row group per partition and windows of 4, as before, at most 4)."""
+    folder = write_streamed(str(tmp_path / "data"), rows=16000, users=320, items=50, files=16, row_group_rows=100)
+    mine = parts.pieces(folder, "train")
+    assert len(mine) >= 16 * 8
+    first = next(parts.batches(mine, ["user_index"], 512, 1, seed=0, epoch=0, rank=0))
+    assert len(set(first["user_index"] % 16)) >= 12  # write_streamed puts user u in partition u % 16
+    with_large_groups = write_streamed(str(tmp_path / "large"), rows=16000, users=320, items=50, files=16)
+    first = next(parts.batches(parts.pieces(with_large_groups, "train"), ["user_index"], 512, 1, 0, 0, 0, shuffle_pieces=4))
+    assert len(set(first["user_index"] % 16)) <= 4
+
+
+def test_the_streaming_conversion_writes_small_row_groups(tmp_path):
+    """dataset_prep/stream_prepare.py writes each partition in row groups of ROW_GROUP_ROWS rows."""
+    import pyarrow.parquet as pq
+
+    from dataset_prep import stream_prepare
+
+    assert stream_prepare.ROW_GROUP_ROWS == 65_536
+    from recbole_lda.config.configurator import Config
+
+    compat.apply()
+    config = Config("VR", "synthetic_kuairand", config_dict={"synthetic_rows": 3000, "synthetic_items": 500,
+                                                              "data_path": str(tmp_path), "log_dir": None})
+    old = stream_prepare.ROW_GROUP_ROWS
+    stream_prepare.ROW_GROUP_ROWS = 100
+    try:
+        folder = stream_prepare.prepare_stream(config).path
+    finally:
+        stream_prepare.ROW_GROUP_ROWS = old
+    for path in parts.split_files(folder, "train"):
+        meta = pq.ParquetFile(path).metadata
+        sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
+        assert all(n == 100 for n in sizes[:-1]) and 0 < sizes[-1] <= 100, sizes

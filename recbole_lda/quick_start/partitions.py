@@ -8,7 +8,10 @@ one row group at a time, so that no process holds a whole split.
   the same assignment without talking to the others).
 - `batches(...)`: one epoch of a worker's training rows in batches of exactly `batch_rows`:
   the order of its pieces and the rows inside a window of `shuffle_pieces` pieces are drawn
-  from (seed, epoch, rank), so every epoch is reshuffled; a worker whose share is shorter
+  from (seed, epoch, rank), so every epoch is reshuffled. A partition holds the rows of a set
+  of users (dataset_prep/stream_prepare.py writes it in row groups of 65,536 rows), so a
+  window of 32 pieces in random order mixes rows of up to 32 partitions: a batch holds users
+  of many partitions, not of one (about 2M rows, some 60 MB, per window); a worker whose share is shorter
   than `steps` batches starts its (reshuffled) share again, so that every worker takes the
   same number of steps (data-parallel steps must match).
 """
@@ -75,7 +78,7 @@ def _windows(my_pieces, columns, rng, shuffle_pieces):
         yield {c: v[perm] for c, v in window.items()}
 
 
-def batches(my_pieces, columns, batch_rows, steps, seed, epoch, rank, shuffle_pieces=4):
+def batches(my_pieces, columns, batch_rows, steps, seed, epoch, rank, shuffle_pieces=32):
     """`steps` batches ({column: array} of `batch_rows` rows each) of one epoch of a worker."""
     if not my_pieces or sum(p.rows for p in my_pieces) == 0:
         raise ValueError(f"worker {rank} has no training rows: fewer row groups than workers")
