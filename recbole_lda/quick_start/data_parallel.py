@@ -62,7 +62,11 @@ def wrap(model, world_size):
     loss = sm.LossOf(model)
     if world_size == 1:
         return loss
-    return torch.nn.parallel.DistributedDataParallel(loss, find_unused_parameters=True)
+    # broadcast_buffers=False: DDP's default re-sends rank 0's buffers before every forward, one
+    # more blocking collective per step; every model's buffers are training statistics set at
+    # construction (equal on every worker from the driver's state) or set identically on every
+    # worker (LDA's temperature by set_epoch), so there is nothing to re-send.
+    return torch.nn.parallel.DistributedDataParallel(loss, find_unused_parameters=True, broadcast_buffers=False)
 
 
 def share_all(value, rank, world_size):
