@@ -8,7 +8,7 @@ id), durations and watch times of a few modes. Valid and test hold --eval_rows r
 that the figures are of training.
 
     throughput: VR, one epoch over --throughput_rows training rows, 1 worker then 2 workers,
-        one torch thread each (train_interactions_per_s of the results file: training rows
+        at each global batch of --throughput_batches (4096 and 32768), one torch thread each (train_interactions_per_s of the results file: training rows
         of the epoch / epoch time, evaluation excluded). Target: 2 workers >= 1.7x 1 worker.
     memory: VR at each of --memory_rows training rows, 2 workers, --memory_steps steps of one
         epoch (default vocabulary bound embedding_max_rows), each worker's peak resident memory
@@ -62,11 +62,11 @@ def generate(folder, train_rows, eval_rows, users, seed=0):
     return str(folder)
 
 
-def run(folder, workers, out, *extra):
+def run(folder, workers, out, *extra, batch=4096):
     """One run of run_recbole_lda.py on the ray engine; its results (and wall time)."""
     cmd = [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", "--dataset=synthetic", "--engine=ray",
            f"--streamed_data_path={folder}", f"--num_workers={workers}", "--torch_num_threads=1", "--epochs=1",
-           "--train_batch_size=4096", "--eval_batch_size=65536", "--max_failures=0", "--log_dir=None",
+           "--eval_batch_size=65536", "--max_failures=0", "--log_dir=None", f"--train_batch_size={batch}",
            "--show_progress=False", f"--results_file={out}", *extra]
     start = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -91,6 +91,8 @@ def main():
     parser.add_argument("--users", type=int, default=27285)
     parser.add_argument("--eval_rows", type=int, default=50_000)
     parser.add_argument("--throughput_rows", type=int, default=1_000_000)
+    parser.add_argument("--throughput_batches", type=int, nargs="+", default=[4096, 32768],
+                        help="global train_batch_size of the throughput runs (each of 2 workers takes half)")
     parser.add_argument("--memory_rows", type=int, nargs="*", default=[10_000_000, 100_000_000])
     parser.add_argument("--memory_steps", type=int, default=200)
     args = parser.parse_args()
@@ -98,10 +100,12 @@ def main():
            "memory": {}}
     folder = generate(Path(args.data_dir) / f"rows-{args.throughput_rows}", args.throughput_rows, args.eval_rows,
                       args.users)
-    for workers in (1, 2):
-        out["throughput"][f"workers_{workers}"] = summary(run(folder, workers, f"{args.output}.run.json"))
-    one, two = (out["throughput"][f"workers_{w}"]["train_interactions_per_s"] for w in (1, 2))
-    out["throughput"]["speedup_2_vs_1"] = two / one
+    for batch in args.throughput_batches:
+        entry = out["throughput"][f"batch_{batch}"] = {}
+        for workers in (1, 2):
+            entry[f"workers_{workers}"] = summary(run(folder, workers, f"{args.output}.run.json", batch=batch))
+        one, two = (entry[f"workers_{w}"]["train_interactions_per_s"] for w in (1, 2))
+        entry["speedup_2_vs_1"] = two / one
     for rows in args.memory_rows:
         folder = generate(Path(args.data_dir) / f"rows-{rows}", rows, args.eval_rows, args.users)
         out["memory"][f"rows_{rows}"] = summary(run(folder, 2, f"{args.output}.run.json",
