@@ -174,6 +174,51 @@ def test_quantile_target_uses_d2qs_label_and_table(toy_root):
     assert regression.item() == pytest.approx((out.out - q).abs().mean().item(), rel=1e-5)
 
 
+@pytest.mark.parametrize("target", ["ratio", "quantile"])
+def test_anchor_plot_draws_data_and_anchors_in_the_anchors_space(toy_root, tmp_path, monkeypatch, target):
+    """anchor_plot_file: with the quantile target the anchors are quantile functions of D2Q's
+    label, so the black curve is that label's quantile function and the axis says so; with
+    the ratio target both are watch ratios (expm1 of the log(1 + ratio) anchors)."""
+    import matplotlib.figure
+
+    from recbole_lda.quick_start.quick_start import plot_model_anchors
+
+    figures = []
+    real_savefig = matplotlib.figure.Figure.savefig
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **kw: figures.append(fig) or real_savefig(fig, *a, **kw))
+    extra = dict(regression_target="quantile", duration_groups=5, quantile_points=20) if target == "quantile" else {}
+    _, train, _, _, model = build("LDA", toy_root, **extra, **SMALL)
+    path = tmp_path / f"anchors-{target}.png"
+    plot_model_anchors(model, train._dataset, str(path))
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(figures) == 1
+
+    labels = training_values(train._dataset, "label")
+    durations = training_values(train._dataset, "duration")
+    with torch.no_grad():
+        values = model.anchor_value(labels, durations).numpy().astype(np.float64)
+    buckets = assign_buckets(durations.numpy(), model.bucket_edges.numpy().astype(np.float64))
+    anchors = model.anchor_table().detach().reshape(3, 4, -1).numpy().astype(np.float64)
+    if target == "quantile":
+        shown_values, shown_anchors, ylabel = values, anchors, "D2Q quantile label"
+        assert values.min() >= 0 and values.max() <= 1
+    else:
+        ratios = (labels / durations.clamp_min(1e-6)).numpy()
+        np.testing.assert_allclose(np.expm1(values), ratios, rtol=1e-5, atol=1e-6)
+        shown_values, shown_anchors, ylabel = ratios, np.expm1(anchors), "watch ratio"
+    grid = np.linspace(0.005, 0.995, 199)
+    axes = [ax for ax in figures[0].axes if ax.lines]
+    assert len(axes) == 3
+    for b, ax in enumerate(axes):
+        assert ax.get_ylabel().startswith(ylabel)
+        data, *drawn = ax.lines
+        np.testing.assert_allclose(data.get_ydata(), np.quantile(shown_values[buckets == b], grid), rtol=1e-4, atol=1e-5)
+        assert len(drawn) == 4
+        for k, line in enumerate(drawn):
+            np.testing.assert_allclose(line.get_ydata(), shown_anchors[b, k], rtol=1e-5, atol=1e-6)
+        if target == "quantile":
+            assert ax.get_ylim()[0] < 0 < 1 < ax.get_ylim()[1] < 1.1
+
+
 # ---------------------------------------------------------------- anchor_label_match
 def test_anchor_label_agreement_by_hand():
     # 2 buckets x 3 anchors; bucket 0 holds anchors 0-2, bucket 1 anchors 3-5

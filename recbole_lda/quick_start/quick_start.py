@@ -36,7 +36,7 @@ from recbole_lda.evaluator.metrics import xauc
 from recbole_lda.evaluator.xauc import all_conventions
 from recbole_lda.model.anchors import assign_buckets
 from recbole_lda.model.backbone import training_values
-from recbole_lda.report.plots import plot_anchors
+from recbole_lda.report.plots import anchor_space, plot_anchors
 from recbole_lda.trainer.trainer import interactions
 
 logger = logging.getLogger(__name__)
@@ -152,12 +152,17 @@ def reference_scores(config, train_dataset, test_frame):
 
 
 def plot_model_anchors(model, dataset, path):
-    """`plot_anchors` for a built LDA model and its training dataset."""
-    labels = training_values(dataset, model.LABEL).numpy()
-    durations = training_values(dataset, model.DURATION).numpy()
+    """`plot_anchors` for a built LDA model and its training dataset: the training labels
+    are put in the anchors' space by the model's own map (`anchor_value`: log(1 + watch
+    ratio), or D2Q's quantile label with `regression_target: quantile`)."""
+    labels = training_values(dataset, model.LABEL)
+    durations = training_values(dataset, model.DURATION)
+    with torch.no_grad():
+        values = model.anchor_value(labels.to(model.bucket_edges.device), durations.to(model.bucket_edges.device))
+        anchors = model.anchor_table().detach().cpu().reshape(model.num_buckets, model.num_anchors, -1).numpy()
     edges = model.bucket_edges.cpu().numpy().astype(np.float64)
-    anchors = model.anchor_table().detach().cpu().reshape(model.num_buckets, model.num_anchors, -1).numpy()
-    plot_anchors(labels / np.maximum(durations, 1e-6), assign_buckets(durations, edges), edges, anchors, path)
+    buckets = assign_buckets(durations.numpy(), edges)
+    plot_anchors(values.cpu().numpy(), buckets, edges, anchors, path, space=anchor_space(model.target))
 
 
 @contextmanager
