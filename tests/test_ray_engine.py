@@ -95,9 +95,10 @@ def _start_node(env, *args):
     assert done.returncode == 0, done.stderr[-2000:]
 
 
-def _stop_nodes(marker):
-    """SIGKILL exactly the processes of our two nodes: those whose command line names our own
-    temporary folder (never `ray stop`, which stops every Ray instance of the machine)."""
+def _stop_nodes(marker, port=None):
+    """SIGKILL exactly the processes of our nodes: those whose command line names our own
+    temporary folder, and the head's Ray client server, which names only the head's address
+    (`--address=IP:PORT`) (never `ray stop`, which stops every Ray instance of the machine)."""
     import signal
 
     for pid in os.listdir("/proc"):
@@ -107,7 +108,9 @@ def _stop_nodes(marker):
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
         except OSError:
             continue
-        if marker in cmdline:
+        ours = marker in cmdline or (port is not None and "ray.util.client.server" in cmdline
+                                     and f":{port}\x00" in cmdline.replace(" ", "\x00") + "\x00")
+        if ours:
             try:
                 os.kill(int(pid), signal.SIGKILL)
             except OSError:
@@ -151,7 +154,7 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path):
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
     finally:
-        _stop_nodes(ray_tmp)
+        _stop_nodes(ray_tmp, port)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["restarts"] == 1 and results["workers"] == 2 and results["epochs_run"] == 3
@@ -186,12 +189,12 @@ def test_a_run_whose_cluster_disappears_stops_with_one_line_and_writes_nothing(t
              f"--ray_run_dir={runs}"],
             cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         assert _wait_for(lambda: list(runs.glob("*/train/*/checkpoint_000000")), 400, proc)
-        _stop_nodes(ray_tmp)
+        _stop_nodes(ray_tmp, port)
         killed = time.monotonic()
         _, err = proc.communicate(timeout=120)
         ended_after = time.monotonic() - killed
     finally:
-        _stop_nodes(ray_tmp)
+        _stop_nodes(ray_tmp, port)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 1, err[-3000:]
     assert err.strip().splitlines()[-1] == (f"error: ray engine: the Ray cluster at 127.0.0.1:{port} stopped answering for "

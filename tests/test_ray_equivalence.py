@@ -57,7 +57,7 @@ def test_ray_engine_reaches_the_in_memory_test_mae_within_two_percent(tmp_path):
         compare(tmp_path, "ray", "--engine=ray", "--num_workers=2", "--stream_chunk_rows=5000",
                 f"--ray_address=127.0.0.1:{port}", env=env)
     finally:
-        _stop_nodes(ray_tmp)
+        _stop_nodes(ray_tmp, port)
         shutil.rmtree(ray_tmp, ignore_errors=True)
     memory, ray = mean_test_mae(tmp_path, "memory"), mean_test_mae(tmp_path, "ray")
     records = [json.loads(p.read_text()) for p in (tmp_path / "ray" / "runs").glob("*.json")]
