@@ -2,6 +2,7 @@
 refusals before any work, and a run on 2 local Ray workers end to end (a local Ray start costs
 about 3 s and 1 GB: these tests are few)."""
 
+import contextlib
 import json
 import os
 import shutil
@@ -127,19 +128,31 @@ def _wait_for(predicate, seconds, proc):
     raise AssertionError(f"timed out (run exit status {proc.poll()}): {proc.stderr.read()[-2000:] if proc.poll() is not None else ''}")
 
 
-def test_two_node_cluster_survives_a_killed_worker(tmp_path):
-    """A 2-node Ray cluster on the loopback address (1 CPU each: one worker per node); a worker is
-    SIGKILLed mid-epoch; the run resumes from the last checkpoint, completes and records the restart."""
-    import signal
+@contextlib.contextmanager
+def _loopback_cluster(prefix):
+    """A 2-node Ray cluster on the loopback address (1 CPU each), started here and stopped (every
+    process of it) on leaving; yields (env for the run, the head's port, Ray's temporary folder)."""
     import tempfile
 
-    data = write_streamed(str(tmp_path / "data"), rows=6000, users=200, items=150)
-    ray_tmp = tempfile.mkdtemp(prefix="rl23-", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    ray_tmp = tempfile.mkdtemp(prefix=prefix, dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
     port = closed_port()
     try:
         _start_node(env, "--head", f"--port={port}", f"--temp-dir={ray_tmp}", "--include-dashboard=false")
         _start_node(env, f"--address=127.0.0.1:{port}")
+        yield env, port, ray_tmp
+    finally:
+        _stop_nodes(ray_tmp, port)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def test_two_node_cluster_survives_a_killed_worker(tmp_path):
+    """A 2-node Ray cluster on the loopback address (1 CPU each: one worker per node); a worker is
+    SIGKILLed mid-epoch; the run resumes from the last checkpoint, completes and records the restart."""
+    import signal
+
+    data = write_streamed(str(tmp_path / "data"), rows=6000, users=200, items=150)
+    with _loopback_cluster("rl23-") as (env, port, _):
         runs = tmp_path / "runs"
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", *COMMON, f"--streamed_data_path={data}",
@@ -153,9 +166,6 @@ def test_two_node_cluster_survives_a_killed_worker(tmp_path):
         os.kill(int(rank1[0].read_text()), signal.SIGKILL)  # a worker of this run, in epoch 1 or later
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
-    finally:
-        _stop_nodes(ray_tmp, port)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["restarts"] == 1 and results["workers"] == 2 and results["epochs_run"] == 3
     assert [h["epoch"] for h in results["valid_history"]] == [0, 1, 2]  # resumed, not restarted from scratch
@@ -172,15 +182,8 @@ def test_a_run_whose_cluster_disappears_stops_with_one_line_and_writes_nothing(t
     (ray_engine.ClusterWatch, 10 s; Ray alone would end the process 60 s later without a word and
     leave the run folder), exit status 1, its last line `error: ...` naming the address; no results,
     predictions or model, and the run folder is gone."""
-    import tempfile
-
     data = write_streamed(str(tmp_path / "data"), rows=6000, users=200, items=150)
-    ray_tmp = tempfile.mkdtemp(prefix="rl23g-", dir="/tmp")
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_USAGE_STATS_ENABLED": "0"}
-    port = closed_port()
-    try:
-        _start_node(env, "--head", f"--port={port}", f"--temp-dir={ray_tmp}", "--include-dashboard=false")
-        _start_node(env, f"--address=127.0.0.1:{port}")
+    with _loopback_cluster("rl23g-") as (env, port, ray_tmp):
         runs = tmp_path / "runs"
         proc = subprocess.Popen(
             [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", *COMMON, f"--streamed_data_path={data}",
@@ -193,9 +196,6 @@ def test_a_run_whose_cluster_disappears_stops_with_one_line_and_writes_nothing(t
         killed = time.monotonic()
         _, err = proc.communicate(timeout=120)
         ended_after = time.monotonic() - killed
-    finally:
-        _stop_nodes(ray_tmp, port)
-        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 1, err[-3000:]
     assert err.strip().splitlines()[-1] == (f"error: ray engine: the Ray cluster at 127.0.0.1:{port} stopped answering for "
                                             "10 s; the run stopped and wrote no results, predictions or model")
