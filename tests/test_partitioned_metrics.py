@@ -128,6 +128,30 @@ def test_parquet_files_read_in_runs_of_row_groups(data):
     check_equal(partitioned.evaluate(paths, partitioned.SerialExecutor(), 3, block_size=BLOCK, part_rows=150), expected)
 
 
+def test_spilling_executor_keeps_results_in_files_and_equals_one_process(data, tmp_path):
+    """The ray engine's rank 0 scores with SpillingExecutor: task results go to files and come
+    back only as a later task's inputs; partitions=None takes one range per part_rows rows."""
+    frame, paths, folder = data
+    expected = partitioned.single_process([folder], block_size=BLOCK)
+    spill = partitioned.SpillingExecutor(str(tmp_path / "spill"))
+    counts = {}
+    check_equal(partitioned.evaluate(paths, spill, block_size=BLOCK, part_rows=150, counts=counts), expected)
+    reference = reference_counts(frame)
+    assert all(counts[k].tolist() == reference[k].tolist() for k in partitioned.KEYS)
+    # 2,400 rows in ranges of 150: 16 user groups, and label and prediction ranges as the
+    # plan draws them. Every task's result is a file: per part a scan, a grid summary with its
+    # label-range and column pieces, 16 user-group pieces; then the ranges, columns and groups.
+    files = partitioned.input_parts(paths, 150)
+    scans = [partitioned.scan_file(f, i, xauc.DADF_EDGES) for i, f in enumerate(files)]
+    the_plan = partitioned.plan(scans, 16, xauc.DADF_EDGES, BLOCK)
+    nk, npart = len(the_plan["label_bounds"]) + 1, len(the_plan["pred_bounds"]) + 1
+    assert (nk, npart) == (10, 7)  # one range per label or prediction value, and one below them
+    assert spill.written == len(files) * (1 + 1 + nk + npart + 16) + nk + npart + 16
+    assert len(os.listdir(tmp_path / "spill")) == spill.written
+    handle = spill.submit(np.arange, 5)
+    assert isinstance(handle, partitioned.Spilled) and spill.get([handle])[0].tolist() == [0, 1, 2, 3, 4]
+
+
 def test_user_ids_as_text_and_other_edges(tmp_path):
     frame = tie_heavy(n=600, seed=5)
     frame["user_id"] = "u" + frame["user_id"].astype(str)

@@ -23,10 +23,13 @@ driver gets a few figures per user (users, not rows), sorted by id as in one pro
 MAE, RMSE and the bucket MAE are exact sums (`exact_sum`).
 
 Work goes through an executor (`submit(fn, *args, num_returns=1)`, `get(handles)`):
-`SerialExecutor` here, Ray in `recbole_lda.distributed`. Passes: scan (counts, samples,
+`SerialExecutor` and `SpillingExecutor` here, Ray in `recbole_lda.distributed`. Passes: scan (counts, samples,
 sums), grid (blocks, cells), users; each reads the files again with pyarrow, so that no
 process holds more than one file or one range.
 """
+
+import os
+import pickle
 
 import numpy as np
 
@@ -47,6 +50,46 @@ class SerialExecutor:
 
     def get(self, handles):
         return handles
+
+
+class Spilled:
+    """A task result that `SpillingExecutor` keeps in a file."""
+
+    def __init__(self, path):
+        self.path = path
+
+
+class SpillingExecutor:
+    """Runs each task when it is submitted, in this process, like SerialExecutor, but keeps
+    every result in a file of `folder` (pickled) instead of in memory, and reads a task's
+    inputs back only when the task runs: the process holds one task's inputs and outputs at a
+    time (rows of one part or one range), not the whole input. The ray engine's rank 0 scores
+    a split this way; the caller removes `folder`."""
+
+    def __init__(self, folder):
+        self.folder, self.written = folder, 0
+        os.makedirs(folder, exist_ok=True)
+
+    def _save(self, value):
+        path = os.path.join(self.folder, f"result-{self.written:06d}.pkl")
+        self.written += 1
+        with open(path, "wb") as f:
+            pickle.dump(value, f, protocol=pickle.HIGHEST_PROTOCOL)
+        return Spilled(path)
+
+    @staticmethod
+    def _load(value):
+        if not isinstance(value, Spilled):
+            return value
+        with open(value.path, "rb") as f:
+            return pickle.load(f)  # noqa: S301 -- this executor's own files, written above
+
+    def submit(self, fn, *args, num_returns=1):
+        out = fn(*[self._load(a) for a in args])
+        return self._save(out) if num_returns == 1 else [self._save(o) for o in out]
+
+    def get(self, handles):
+        return [self._load(h) for h in handles]
 
 
 def single_process(paths, edges=xauc.DADF_EDGES, block_size=xauc.HEGM_BLOCK_SIZE, min_rows=xauc.DADF_MIN_ROWS):
@@ -257,7 +300,7 @@ def evaluate(paths, executor, partitions=None, edges=xauc.DADF_EDGES, block_size
     user groups, each pass a set of tasks of `executor`; the same dict, exactly. `counts`, a
     dict, receives the pooled integer pair counts (for tests). A Parquet file is read in runs
     of row groups of about `part_rows` rows (`input_parts`). partitions=None: enough for
-    about PARTITION_ROWS rows each, and at least one per worker of the executor."""
+    about `part_rows` rows each, and at least one per worker of the executor."""
     files, nb = input_parts(input_files(paths), part_rows), len(edges) + 1
     scans = executor.get([executor.submit(scan_file, f, i, edges) for i, f in enumerate(files)])
     _check_scans(files, scans)
@@ -268,7 +311,7 @@ def evaluate(paths, executor, partitions=None, edges=xauc.DADF_EDGES, block_size
                 "xauc_cwm": None, "xauc_blocks": None, "xgauc": None, "xgauc_cwm": None,
                 **{f"bucket_{name}_{k}": v for name, stats in table.items() for k, v in stats.items()}}
     if partitions is None:
-        partitions = max(getattr(executor, "workers", 1), -(-int(bucket_rows.sum()) // PARTITION_ROWS))
+        partitions = max(getattr(executor, "workers", 1), -(-int(bucket_rows.sum()) // part_rows))
     the_plan = plan(scans, partitions, edges, block_size)
     nk, npart = len(the_plan["label_bounds"]) + 1, len(the_plan["pred_bounds"]) + 1
     grid = [executor.submit(grid_file, f, off, the_plan, num_returns=1 + nk + npart)

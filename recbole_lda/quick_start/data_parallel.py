@@ -17,7 +17,7 @@ each worker's own rows, see docs/scale.md).
 Each epoch: `steps` batches of the worker's own share of train/ (quick_start/partitions.py),
 then every worker predicts its share of valid/ into `<run>/valid-<epoch>/part-<rank>.parquet`;
 rank 0 scores the folder (`score_folder`: the exact metrics over partitions of
-recbole_lda/evaluator/partitioned.py), and its decision (best so far, stop) goes to every
+recbole_lda/evaluator/partitioned.py, one task's rows in memory at a time), and its decision (best so far, stop) goes to every
 worker; each keeps its own copy of the best weights (the workers' weights are equal). At the
 end the best weights predict test/ into `<run>/test/`, which rank 0 scores.
 """
@@ -35,6 +35,7 @@ import torch.distributed as dist
 from recbole.utils import init_seed
 
 from recbole_lda.quick_start import partitions as parts
+from recbole_lda.quick_start.lazy_adam import coalesce
 from recbole_lda.quick_start import stream_model as sm
 from recbole_lda.utils.fileio import atomic_output, json_safe
 from recbole_lda.evaluator import partitioned
@@ -61,28 +62,41 @@ def train_step(wrapped, optimizer, interaction):
 
 def average_sparse_grads(params):
     """The mean over the workers of each parameter's sparse gradient, as one coalesced sparse
-    tensor on every worker: indices and values all-gathered as dense tensors (padded to the
-    longest). DDP's own sparse all-reduce (gloo) corrupted the heap of a worker after about
-    1,000 steps at 10M rows (malloc: unaligned tcache chunk, reproduced twice), so the id tables
-    are left out of DDP and averaged here."""
-    world = dist.get_world_size()
-    for param in params:
-        grad = param.grad.coalesce() if param.grad is not None else None
-        index = grad.indices()[0] if grad is not None else torch.zeros(0, dtype=torch.long)
-        values = grad.values() if grad is not None else torch.zeros((0, *param.shape[1:]), dtype=param.dtype)
-        sizes = [torch.zeros(1, dtype=torch.long) for _ in range(world)]
-        dist.all_gather(sizes, torch.tensor([len(index)]))
-        longest = int(max(s.item() for s in sizes))
-        pad = longest - len(index)
-        index = torch.cat([index, index.new_zeros(pad)])
-        values = torch.cat([values, values.new_zeros((pad, *values.shape[1:]))])
-        indices, rows = [torch.empty_like(index) for _ in range(world)], [torch.empty_like(values) for _ in range(world)]
-        dist.all_gather(indices, index)
-        dist.all_gather(rows, values)
-        keep = [slice(0, int(n.item())) for n in sizes]
-        all_index = torch.cat([i[k] for i, k in zip(indices, keep)])
-        all_rows = torch.cat([r[k] for r, k in zip(rows, keep)])
-        param.grad = torch.sparse_coo_tensor(all_index.unsqueeze(0), all_rows / world, param.shape).coalesce()
+    tensor on every worker. Each worker packs the rows of all its sparse gradients (the values,
+    then the bytes of the row index as extra columns) into one dense tensor, and two all-gathers
+    move them (the row counts, then the packed rows padded to the longest). DDP's own sparse
+    all-reduce (gloo) corrupted the heap of a worker after about 1,000 steps at 10M rows
+    (malloc: unaligned tcache chunk, reproduced twice), so the id tables are left out of DDP
+    and averaged here."""
+    world, dtype = dist.get_world_size(), params[0].dtype
+    index_width = torch.zeros(1, dtype=torch.long).view(dtype).numel()  # columns of one int64 index
+    widths = [param[0].numel() + index_width for param in params]
+    packed, counts = [], []
+    for param, width in zip(params, widths):
+        grad = coalesce(param.grad) if param.grad is not None else None  # fewer rows to send
+        index = grad._indices()[0] if grad is not None else torch.zeros(0, dtype=torch.long)
+        values = grad._values().reshape(len(index), -1) if grad is not None else param.new_zeros((0, width - index_width))
+        packed.append(torch.cat([values, index.view(dtype).reshape(len(index), index_width)], dim=1).reshape(-1))
+        counts.append(len(index))
+    counts = torch.tensor(counts, dtype=torch.long)
+    every_count = [torch.empty_like(counts) for _ in range(world)]
+    dist.all_gather(every_count, counts)
+    every_count = [c.tolist() for c in every_count]
+    mine = torch.cat(packed)
+    longest = max(sum(n * w for n, w in zip(c, widths)) for c in every_count)
+    buffers = [mine.new_empty(longest) for _ in range(world)]
+    dist.all_gather(buffers, torch.cat([mine, mine.new_zeros(longest - len(mine))]))
+    starts = [0] * world  # where the next parameter's rows begin in each worker's buffer
+    for k, (param, width) in enumerate(zip(params, widths)):
+        blocks = []
+        for rank in range(world):
+            rows = every_count[rank][k]
+            blocks.append(buffers[rank][starts[rank]:starts[rank] + rows * width].reshape(rows, width))
+            starts[rank] += rows * width
+        block = torch.cat(blocks)
+        index = block[:, width - index_width:].contiguous().view(torch.long).reshape(-1)
+        values = block[:, :width - index_width].reshape(-1, *param.shape[1:]) / world
+        param.grad = coalesce(torch.sparse_coo_tensor(index.unsqueeze(0), values, param.shape, check_invariants=False))
 
 
 def wrap(model, world_size):
@@ -120,36 +134,49 @@ def gather_all(value, world_size):
     return out
 
 
+PREDICTION_SCHEMA = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("duration", pa.float64()),
+                               ("label", pa.float64()), ("prediction", pa.float64())])
+
+
 @torch.no_grad()
 def predict_share(model, my_pieces, config, path, vocab=None, context=None):
-    """Predictions of the worker's pieces of a split into one Parquet file (written atomically):
-    user_id, item_id (raw ids), duration, label, prediction."""
+    """Predictions of the worker's pieces of a split into one Parquet file (written atomically,
+    one row group per piece, so that one piece's rows are in memory at a time): user_id,
+    item_id (raw ids), duration, label, prediction."""
     model.eval()
     batch_rows = int(config["eval_batch_size"])
-    tables = []
-    for piece in my_pieces:
-        data = parts.read_piece(piece, list(PREDICTION_COLUMNS) + list(context or {}))
-        for start in range(0, piece.rows, batch_rows):
-            chunk = {c: v[start:start + batch_rows] for c, v in data.items()}
-            pred = model.predict(sm.to_interaction(chunk, config, vocab, context)).double().numpy()
-            tables.append(pa.table({"user_id": chunk["user_id"], "item_id": chunk["item_id"],
-                                    "duration": chunk["duration"].astype(np.float64),
-                                    "label": chunk["label"].astype(np.float64), "prediction": pred}))
-    schema = pa.schema([("user_id", pa.int64()), ("item_id", pa.int64()), ("duration", pa.float64()),
-                        ("label", pa.float64()), ("prediction", pa.float64())])
-    table = pa.concat_tables(tables) if tables else schema.empty_table()
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with atomic_output(path, mode="wb") as tmp:
-        pq.write_table(table, tmp)
+    with atomic_output(path, mode="wb") as tmp, pq.ParquetWriter(tmp, PREDICTION_SCHEMA) as writer:
+        for piece in my_pieces:
+            data = parts.read_piece(piece, list(PREDICTION_COLUMNS) + list(context or {}))
+            pred = np.concatenate([np.zeros(0)] + [
+                model.predict(sm.to_interaction({c: v[start:start + batch_rows] for c, v in data.items()},
+                                                config, vocab, context)).double().numpy()
+                for start in range(0, piece.rows, batch_rows)])
+            writer.write_table(pa.table({"user_id": data["user_id"], "item_id": data["item_id"],
+                                         "duration": data["duration"].astype(np.float64),
+                                         "label": data["label"].astype(np.float64), "prediction": pred},
+                                        schema=PREDICTION_SCHEMA))
     model.train()
+
+
+SCORE_PART_ROWS = 1_000_000  # rows of a scoring task: rank 0 holds about this many rows at a time
 
 
 def score_folder(folder, config):
     """Every metric of a run's test_result over the prediction files in `folder`, exactly, without
-    holding them in one process (recbole_lda/evaluator/partitioned.py, its tasks run here in turn)."""
-    scores = partitioned.evaluate([folder], partitioned.SerialExecutor(),
-                                  edges=tuple(float(e) for e in config["metric_bucket_edges"]),
-                                  block_size=int(config["xauc_block_size"]))
+    holding them in one process (recbole_lda/evaluator/partitioned.py): its tasks run here in turn
+    and keep their results in files of `<folder>.scoring/` (removed after), so that memory holds
+    the rows of one task (about SCORE_PART_ROWS), whatever the size of the split."""
+    import shutil
+
+    spill = folder.rstrip(os.sep) + ".scoring"
+    try:
+        scores = partitioned.evaluate([folder], partitioned.SpillingExecutor(spill),
+                                      edges=tuple(float(e) for e in config["metric_bucket_edges"]),
+                                      block_size=int(config["xauc_block_size"]), part_rows=SCORE_PART_ROWS)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
     return json_safe(scores)
 
 

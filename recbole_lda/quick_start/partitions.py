@@ -69,31 +69,41 @@ def read_piece(piece, columns):
 
 def _windows(my_pieces, columns, rng, shuffle_pieces):
     """The rows of the pieces in a random order: pieces shuffled, then rows shuffled inside
-    each window of `shuffle_pieces` consecutive pieces."""
+    each window of `shuffle_pieces` consecutive pieces (one window in memory at a time)."""
     order = rng.permutation(len(my_pieces))
     for start in range(0, len(order), shuffle_pieces):
         parts = [read_piece(my_pieces[i], columns) for i in order[start:start + shuffle_pieces]]
-        window = {c: np.concatenate([p[c] for p in parts]) for c in columns}
+        window = {c: np.concatenate([p.pop(c) for p in parts]) for c in columns}
+        del parts
         perm = rng.permutation(len(window[columns[0]]))
-        yield {c: v[perm] for c, v in window.items()}
+        for c in columns:  # one column at a time: the window and one column's copy in memory
+            window[c] = window[c][perm]
+        del perm
+        yield window
 
 
 def batches(my_pieces, columns, batch_rows, steps, seed, epoch, rank, shuffle_pieces=32):
-    """`steps` batches ({column: array} of `batch_rows` rows each) of one epoch of a worker."""
+    """`steps` batches ({column: array} of `batch_rows` rows each) of one epoch of a worker:
+    consecutive slices of the shuffled windows (a batch that straddles two windows joins the
+    rest of one to the start of the next)."""
     if not my_pieces or sum(p.rows for p in my_pieces) == 0:
         raise ValueError(f"worker {rank} has no training rows: fewer row groups than workers")
+    if steps <= 0:
+        return
     rng = np.random.default_rng([seed, epoch, rank])
-    pending, held, done = [], 0, 0
-    while done < steps:
+    rest, done = None, 0  # rows of the previous window not yet in a batch (fewer than batch_rows)
+    while True:
         for window in _windows(my_pieces, columns, rng, shuffle_pieces):
-            pending.append(window)
-            held += len(window[columns[0]])
-            while held >= batch_rows and done < steps:
-                joined = {c: np.concatenate([w[c] for w in pending]) for c in columns}
-                yield {c: v[:batch_rows] for c, v in joined.items()}
-                pending, held, done = [{c: v[batch_rows:] for c, v in joined.items()}], held - batch_rows, done + 1
-            if done == steps:
-                return
+            if rest is not None:
+                window = {c: np.concatenate([rest[c], window[c]]) for c in columns}
+            held, at = len(window[columns[0]]), 0
+            while held - at >= batch_rows:
+                yield {c: v[at:at + batch_rows] for c, v in window.items()}
+                at, done = at + batch_rows, done + 1
+                if done == steps:
+                    return
+            rest = {c: v[at:] for c, v in window.items()}
+            del window
 
 
 def split_rows(folder, split):
