@@ -53,8 +53,10 @@ def read_checkpoint(checkpoint):
 
 
 def _loop(config):
-    """Ray Train's train_loop_per_worker."""
-    config["worker"](config["job"], RaySession())
+    """Ray Train's train_loop_per_worker; the job comes from the object store (fit)."""
+    import ray
+
+    config["worker"](ray.get(config["job"]), RaySession())
 
 
 def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, storage=None, name="train",
@@ -70,7 +72,10 @@ def fit(worker, job, num_workers, address=None, use_gpu=False, max_failures=0, s
     try:
         trainer = TorchTrainer(
             _loop,
-            train_loop_config={"worker": worker, "job": job},
+            # the job (with the initial weights: 100+ MB with a 2M-row video table) goes through the
+            # object store; in train_loop_config itself, Ray Tune serialises it into its experiment
+            # state on every report (the driver's memory rose by GBs at each one)
+            train_loop_config={"worker": worker, "job": ray.put(job)},
             torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
             scaling_config=ScalingConfig(num_workers=num_workers, use_gpu=use_gpu, trainer_resources={"CPU": 0},
                                          resources_per_worker={"CPU": 1}),

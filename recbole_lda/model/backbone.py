@@ -29,6 +29,14 @@ def signed_log1p(x):
     return torch.sign(x) * torch.log1p(torch.abs(x))
 
 
+def transformed_mean_std(values):
+    """(mean, std) of signed_log1p(values), with one transformed copy of the column in memory
+    (the ray engine's driver computes it over every training row): log1p(|x|) with x's sign
+    is signed_log1p's value exactly."""
+    transformed = values.abs().log1p_().copysign_(values)
+    return transformed.mean().item(), transformed.std().item()
+
+
 def training_values(dataset, field):
     """All values of `field` in the training split, as a float64 tensor, whichever atomic
     file (inter, user or item) the field comes from."""
@@ -60,9 +68,9 @@ class Backbone(nn.Module):
         self.seq_embeddings = nn.ModuleDict(
             {f: nn.Embedding(dataset.num(f), size, padding_idx=0) for f in self.token_seq_fields}
         )
-        stats = [signed_log1p(training_values(dataset, f)) for f in self.float_fields]
-        self.register_buffer("float_mean", torch.tensor([s.mean().item() for s in stats]).float())
-        self.register_buffer("float_std", torch.tensor([max(s.std().item(), 1e-6) for s in stats]).float())
+        stats = [transformed_mean_std(training_values(dataset, f)) for f in self.float_fields]
+        self.register_buffer("float_mean", torch.tensor([m for m, _ in stats]).float())
+        self.register_buffer("float_std", torch.tensor([max(sd, 1e-6) for _, sd in stats]).float())
 
         input_dim = size * (len(self.token_fields) + len(self.token_seq_fields)) + len(self.float_fields)
         hidden = list(config["mlp_hidden_size"])
