@@ -16,6 +16,7 @@ from recbole_lda.config.configurator import Config
 from recbole_lda.config.registry import WATCH_TIME_MODELS
 from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import stream_model as sm
+from recbole_lda.quick_start.lazy_adam import LazyAdam, coalesce
 from recbole_lda.quick_start.quick_start import hyperparameters
 from stream_helpers import step_in_process, write_streamed
 
@@ -155,15 +156,47 @@ def test_sparse_embeddings_resolution_and_refusals():
     assert sm.sparse_embeddings({**base, "sparse_embeddings": False}) is False
 
 
+def test_lazy_adam_takes_torch_sparse_adams_steps():
+    """LazyAdam (index operations) against torch.optim.SparseAdam: the same weights and moments,
+    bit for bit, over steps whose batches repeat rows, skip rows and hold no row of a table."""
+    weights = {}
+    for optimizer_class in (torch.optim.SparseAdam, LazyAdam):
+        torch.manual_seed(0)
+        tables = [torch.nn.Embedding(500, 8, sparse=True), torch.nn.Embedding(40, 4, sparse=True)]
+        optimizer = optimizer_class([t.weight for t in tables], lr=0.01, betas=(0.8, 0.95))
+        rng = torch.Generator().manual_seed(1)
+        for step in range(6):
+            optimizer.zero_grad()
+            loss = (tables[0](torch.randint(0, 60, (200,), generator=rng)) ** 2).sum()
+            if step % 3:  # the second table is in some batches only
+                loss = loss + tables[1](torch.randint(0, 40, (50,), generator=rng)).sum()
+            loss.backward()
+            optimizer.step()
+        state = optimizer.state_dict()["state"]
+        weights[optimizer_class] = [t.weight.detach().clone() for t in tables] + [
+            state[k][m] for k in (0, 1) for m in ("exp_avg", "exp_avg_sq")] + [state[1]["step"]]
+    lazy, reference = weights[LazyAdam], weights[torch.optim.SparseAdam]
+    assert all(torch.equal(a, b) if torch.is_tensor(a) else a == b for a, b in zip(lazy, reference))
+    assert torch.equal(lazy[0][60:], reference[0][60:]) and lazy[-1] == 4  # rows never in a batch keep their values
+
+
+def test_coalesce_sums_duplicate_rows():
+    grad = torch.sparse_coo_tensor(torch.tensor([[5, 1, 5, 3, 1]]), torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0]]), (7, 1),
+                                   check_invariants=True)
+    out = coalesce(grad)
+    assert out.is_coalesced() and out._indices().tolist() == [[1, 3, 5]] and out._values().tolist() == [[7.0], [4.0], [4.0]]
+    assert torch.equal(out.to_dense(), grad.to_dense())
+
+
 def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
-    """With learner adam the id tables step with SparseAdam (rows outside the batch keep their
+    """With learner adam the id tables step with lazy Adam (rows outside the batch keep their
     values and have no moments), the other parameters with Adam; the pair's state dict loads back."""
     folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40)
     model_name, hyper, fields, state = case(folder, "VR", learner="adam")
     config = sm.worker_config(hyper)
     model = sm.worker_model(model_name, hyper, fields, state)
     optimizer = sm.make_optimizer(model, config, sparse=True)
-    assert isinstance(optimizer.parts["sparse"], torch.optim.SparseAdam)
+    assert isinstance(optimizer.parts["sparse"], LazyAdam)
     assert isinstance(optimizer.parts["dense"], torch.optim.Adam)
     tables = sm.id_tables(model, config)
     assert sorted(tables) == ["backbone.embeddings.item_id", "backbone.embeddings.user_id"]

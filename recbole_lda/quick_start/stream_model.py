@@ -28,6 +28,7 @@ from recbole.utils import init_seed
 from recbole_lda.config.registry import get_model
 from recbole_lda.inference.saved_model import build_for_state
 from recbole_lda.inference.stand_in import SavedConfig, StandInDataset
+from recbole_lda.quick_start.lazy_adam import LazyAdam
 from recbole_lda.quick_start.partitions import split_files
 
 # Columns of the partitions a batch reads (plus the context columns of the folder).
@@ -118,13 +119,16 @@ class TrainingColumns(dict):
     def __missing__(self, field):
         kind = self.sources[field]
         column = f"{kind}_index" if kind in ("user", "item") else kind
-        parts = []
-        for path in split_files(self.folder, "train"):
+        files = split_files(self.folder, "train")
+        out = np.empty(sum(pq.ParquetFile(p).metadata.num_rows for p in files),
+                       dtype=np.int64 if kind in ("user", "item") else np.float64)
+        at = 0  # filled in place, one file at a time: the column once in memory, not twice
+        for path in files:
             values = pq.read_table(path, columns=[column]).column(column).to_numpy()
-            parts.append(id_rows({column: values}, kind, self.vocab) if kind in ("user", "item")
-                         else values.astype(np.float32).astype(np.float64))
-            del values
-        self[field] = torch.from_numpy(np.concatenate(parts))
+            out[at:at + len(values)] = (id_rows({column: values}, kind, self.vocab) if kind in ("user", "item")
+                                        else values.astype(np.float32))
+            at += len(values)
+        self[field] = torch.from_numpy(out)
         return self[field]
 
 
@@ -192,9 +196,10 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
 # The optimiser of the id tables when their gradients are sparse: SGD and Adagrad take sparse
 # gradients and step exactly as on the dense ones (a row outside the batch has a zero gradient
-# and does not move); Adam's sparse form is lazy Adam (torch.optim.SparseAdam): a row's moments
+# and does not move); Adam's sparse form is lazy Adam (torch.optim.SparseAdam's step, made faster by
+# quick_start/lazy_adam.LazyAdam): a row's moments
 # move only on steps whose batch holds it, where dense Adam keeps moving every row by its momentum.
-SPARSE_OPTIMIZERS = {"adam": torch.optim.SparseAdam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+SPARSE_OPTIMIZERS = {"adam": LazyAdam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 ID_TABLE_SUFFIXES = ("embeddings.{uid}", "embeddings.{iid}")
 
 
