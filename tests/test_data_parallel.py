@@ -2,6 +2,8 @@
 workers on half batches equals one step of 1 worker on the whole batch, and the shares and
 batches of the partitioned training data."""
 
+import json
+import os
 import shutil
 import socket
 from pathlib import Path
@@ -87,7 +89,6 @@ def test_compare_passes_the_ray_engine_and_its_keys_to_every_run(tmp_path):
     table = compare(["VR", "VR[learning_rate=0.01]"], ["synthetic"], 1, str(tmp_path / "out"), common, engine=engine)
     assert len(engine.calls) == 2 and all(c == {"num_workers": 1, "address": None, "max_failures": 0} for c in engine.calls)
     assert len(table) == 2
-    import json
 
     runs = sorted((tmp_path / "out" / "runs").glob("*.json"))
     results = [json.loads(p.read_text()) for p in runs]
@@ -241,7 +242,6 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
 def test_the_ray_engine_records_the_models_test_diagnostics(tmp_path):
     """LDA's split_report (beta's concentration, anchor_label_match) on the test rows is in the ray
     engine's test_report as in the in-memory engine's; a model without diagnostics records {}."""
-    import json
 
     from recbole_lda.quick_start.compare import compare
     from stream_helpers import InProcessEngine
@@ -264,7 +264,6 @@ def test_context_tokens_of_the_partitions_are_model_inputs(tmp_path):
     in training get rows 1.., a null or an unseen value row 0); on data whose watch ratio is 4x in
     the evening, VR with the hour learns it: its test MAE is well under VR's on the same rows
     without the context columns; a saved model takes hour and tab as inputs and predicts the same."""
-    import json
 
     import pandas as pd
     import pyarrow.parquet as pq
@@ -338,3 +337,44 @@ def test_the_streaming_conversion_writes_small_row_groups(tmp_path):
         meta = pq.ParquetFile(path).metadata
         sizes = [meta.row_group(g).num_rows for g in range(meta.num_row_groups)]
         assert all(n == 100 for n in sizes[:-1]) and 0 < sizes[-1] <= 100, sizes
+
+
+def test_a_worker_writes_its_predictions_a_row_group_at_a_time_and_rank_0_scores_them_exactly(tmp_path):
+    """predict_share writes one row group per piece read (so a worker holds one piece's rows,
+    not its share of the split), with the rows of its pieces in order and the model's
+    predictions; score_folder (SpillingExecutor, ranges of SCORE_PART_ROWS rows) gives every
+    figure of the one-process evaluation and removes its spill folder."""
+    import pyarrow.parquet as pq
+
+    from recbole_lda.evaluator import partitioned
+    from recbole_lda.quick_start import data_parallel as dp
+    from recbole_lda.utils.fileio import json_safe
+
+    folder = write_streamed(str(tmp_path / "data"), rows=3000, users=60, items=80, row_group_rows=40)
+    model_name, hyper, fields, state = case(folder, "VR")
+    config = sm.worker_config(hyper)
+    model = sm.worker_model(model_name, hyper, fields, state)
+    mine = parts.share(parts.pieces(folder, "test"), 0, 2)
+    out = tmp_path / "valid-0" / "part-00000.parquet"
+    dp.predict_share(model, mine, {**hyper, "eval_batch_size": 16}, str(out))
+    written = pq.ParquetFile(out)
+    assert written.metadata.num_row_groups == len(mine) > 1
+    assert [written.metadata.row_group(g).num_rows for g in range(len(mine))] == [p.rows for p in mine]
+    table = written.read().to_pandas()
+    data = [parts.read_piece(p, ["user_id", "item_id", "label"] + list(sm.INPUT_COLUMNS)) for p in mine]
+    assert table["user_id"].tolist() == np.concatenate([d["user_id"] for d in data]).tolist()
+    assert table["label"].tolist() == np.concatenate([d["label"] for d in data]).astype(np.float64).tolist()
+    model.eval()
+    with torch.no_grad():
+        expected = np.concatenate([model.predict(sm.to_interaction(d, config)).double().numpy() for d in data])
+    assert np.allclose(table["prediction"].to_numpy(), expected, rtol=0, atol=1e-6)
+    dp.predict_share(model, parts.share(parts.pieces(folder, "test"), 1, 2), hyper, str(tmp_path / "valid-0" / "part-00001.parquet"))
+    old_rows, dp.SCORE_PART_ROWS = dp.SCORE_PART_ROWS, 70  # several ranges and parts on 300 rows
+    try:
+        scores = dp.score_folder(str(tmp_path / "valid-0"), hyper)
+    finally:
+        dp.SCORE_PART_ROWS = old_rows
+    reference = partitioned.single_process([str(tmp_path / "valid-0")], edges=tuple(hyper["metric_bucket_edges"]),
+                                           block_size=int(hyper["xauc_block_size"]))
+    assert scores["rows"] == 300 and scores == json_safe(reference)
+    assert sorted(os.listdir(tmp_path)) == ["data", "valid-0"]  # valid-0.scoring is gone
