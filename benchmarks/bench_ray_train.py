@@ -7,7 +7,7 @@ time: --users users, videos growing with the rows (rows / 10, popularity falling
 id), durations and watch times of a few modes. Valid and test hold --eval_rows rows each, so
 that the figures are of training.
 
-    throughput: VR, one epoch over --throughput_rows training rows, 1 worker then 2 workers,
+    throughput: VR (--model), one epoch over --throughput_rows training rows, 1 worker then 2 workers,
         at each global batch of --throughput_batches (4096 and 32768), one torch thread each (train_interactions_per_s of the results file: training rows
         of the epoch / epoch time, evaluation excluded). Target: 2 workers >= 1.7x 1 worker.
     memory: VR at each of --memory_rows training rows, 2 workers, --memory_steps steps of one
@@ -62,9 +62,9 @@ def generate(folder, train_rows, eval_rows, users, seed=0):
     return str(folder)
 
 
-def run(folder, workers, out, *extra, batch=4096):
+def run(folder, workers, out, *extra, batch=4096, model="VR"):
     """One run of run_recbole_lda.py on the ray engine; its results (and wall time)."""
-    cmd = [sys.executable, str(ROOT / "run_recbole_lda.py"), "--model=VR", "--dataset=synthetic", "--engine=ray",
+    cmd = [sys.executable, str(ROOT / "run_recbole_lda.py"), f"--model={model}", "--dataset=synthetic", "--engine=ray",
            f"--streamed_data_path={folder}", f"--num_workers={workers}", "--torch_num_threads=1", "--epochs=1",
            "--eval_batch_size=65536", "--max_failures=0", "--log_dir=None", f"--train_batch_size={batch}",
            "--show_progress=False", f"--results_file={out}", *extra]
@@ -95,15 +95,18 @@ def main():
                         help="global train_batch_size of the throughput runs (each of 2 workers takes half)")
     parser.add_argument("--memory_rows", type=int, nargs="*", default=[10_000_000, 100_000_000])
     parser.add_argument("--memory_steps", type=int, default=200)
+    parser.add_argument("--model", default="VR", help="the model of the throughput runs (memory runs: VR)")
     args = parser.parse_args()
-    out = {"machine": {"cpus": os.cpu_count(), "load_1min_at_start": os.getloadavg()[0]}, "throughput": {},
+    out = {"machine": {"cpus": os.cpu_count(), "load_1min_at_start": os.getloadavg()[0]}, "model": args.model,
+           "throughput": {},
            "memory": {}}
     folder = generate(Path(args.data_dir) / f"rows-{args.throughput_rows}", args.throughput_rows, args.eval_rows,
                       args.users)
     for batch in args.throughput_batches:
         entry = out["throughput"][f"batch_{batch}"] = {}
         for workers in (1, 2):
-            entry[f"workers_{workers}"] = summary(run(folder, workers, f"{args.output}.run.json", batch=batch))
+            entry[f"workers_{workers}"] = summary(run(folder, workers, f"{args.output}.run.json", batch=batch,
+                                                      model=args.model))
         one, two = (entry[f"workers_{w}"]["train_interactions_per_s"] for w in (1, 2))
         entry["speedup_2_vs_1"] = two / one
     for rows in args.memory_rows:
@@ -111,7 +114,8 @@ def main():
         out["memory"][f"rows_{rows}"] = summary(run(folder, 2, f"{args.output}.run.json",
                                                      f"--max_steps_per_epoch={args.memory_steps}"))
         Path(args.output).write_text(json.dumps(out, indent=2))
-    os.remove(f"{args.output}.run.json")
+    if os.path.exists(f"{args.output}.run.json"):
+        os.remove(f"{args.output}.run.json")
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(out, indent=2))
     print(json.dumps(out, indent=2))
