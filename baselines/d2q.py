@@ -43,15 +43,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 from recbole_lda.model.quantile import duration_groups, group_of, to_quantile, to_watch_time
 
 
 class D2Q(WatchTimeRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        labels, durations = (t.numpy() for t in self.train_labels(dataset))
-        cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
+        statistics = training_statistics(dataset)
+        if statistics is not None:  # the ray engine's driver: passes over the partitions
+            cuts, table = statistics.d2q_tables(config["duration_groups"], config["quantile_points"])
+        else:
+            labels, durations = (t.numpy() for t in self.train_labels(dataset))
+            cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
         self.register_buffer("group_edges", torch.tensor(cuts, dtype=torch.float32))  # (G-1,)
         self.register_buffer("group_quantiles", torch.tensor(table, dtype=torch.float32))  # (G, P+1)
         self.register_buffer("levels", torch.linspace(0.0, 1.0, table.shape[1]), persistent=False)  # (P+1,)

@@ -7,18 +7,24 @@ the squared error; `regression_loss` also offers the absolute error and the Hube
 so that methods can be compared at equal loss (a loss change alone moves MAE a lot).
 """
 
+import torch
 import torch.nn as nn
 
-from recbole_lda.model import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model import REGRESSION_LOSSES, WatchTimeRecommender, training_statistics
 
 
 class VR(WatchTimeRecommender):
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
         self.loss_fn = REGRESSION_LOSSES[config["regression_loss"]]  # checked by the Config: (str: mse|l1|huber)
-        labels, _ = self.train_labels(dataset)
-        self.register_buffer("label_mean", labels.mean().float())
-        self.register_buffer("label_std", labels.std().clamp_min(1e-6).float())
+        statistics = training_statistics(dataset)
+        if statistics is not None:  # the ray engine's driver: one pass over the partitions
+            mean, std = (torch.tensor(v, dtype=torch.float64) for v in statistics.vr_normalisation())
+        else:
+            labels, _ = self.train_labels(dataset)
+            mean, std = labels.mean(), labels.std()
+        self.register_buffer("label_mean", mean.float())
+        self.register_buffer("label_std", std.clamp_min(1e-6).float())
         self.head = nn.Linear(self.backbone.output_dim, 1)
 
     def forward(self, interaction):

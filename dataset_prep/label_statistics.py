@@ -224,3 +224,30 @@ def _fetch(part, inner, requests, start, count, out):
         first = np.searchsorted(sorted_users, users)
         mine = (first < len(rows)) & (sorted_users[np.minimum(first, len(rows) - 1)] == users) if len(rows) else first < 0
         out[b][mine] = values[rows[order[first[mine] + offsets[mine]]]]
+
+
+class TrainingStatistics:
+    """The statistics above over the training partitions of a streamed `folder`, each computed
+    when first asked for (the summary once): what a model's constructor takes on the ray
+    engine's driver instead of the training columns (recbole_lda/quick_start/stream_model.py
+    hands it to the models as `dataset.training_statistics`). A model that does not ask for it
+    reads the columns as before."""
+
+    def __init__(self, folder):
+        self.files = train_files(folder)
+        self._summary = None
+
+    @property
+    def summary(self):
+        if self._summary is None:
+            self._summary = summary(self.files)
+        return self._summary
+
+    def vr_normalisation(self):
+        return vr_normalisation(self.summary)
+
+    def duration_normalisation(self):
+        return duration_normalisation(self.summary)
+
+    def d2q_tables(self, groups, points):
+        return d2q_tables(self.files, self.summary, groups, points)

@@ -20,6 +20,7 @@ from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import stream_model as sm
 from recbole_lda.quick_start.lazy_adam import LazyAdam, coalesce
 from recbole_lda.quick_start.quick_start import hyperparameters
+from recbole.utils import init_seed
 from stream_helpers import step_in_process, write_streamed
 
 # Every model whose loss is a mean over rows (the rest: LDA, below).
@@ -220,21 +221,31 @@ def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
 
 
 def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):
-    """TrainingColumns: VR's constructor reads labels and durations (16 bytes per training row),
-    LDA with user sampling also the users; values are the partitions' (float32 -> float64; index + 1)."""
+    """The driver's stand-in: the backbone, VR and D2Q take the one-pass statistics of the
+    training partitions and read no column; LDA with user sampling reads labels, durations and
+    users (TrainingColumns; values are the partitions': float32 -> float64, index + 1). Every
+    model's initial state is the one it gets from the columns alone, exactly."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     from recbole_lda.config.registry import get_model
 
-    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40)
+    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40, files=4)
     train = pd.concat([pq.read_table(f).to_pandas() for f in parts.split_files(folder, "train")])
-    for model_name, read in (("VR", {"label", "duration"}), ("LDA", {"label", "duration", "user_id"})):
+    read = {"VR": set(), "D2Q": set(), "LDA": {"label", "duration", "user_id"}}
+    for model_name in WATCH_TIME_MODELS:
         model_name, hyper, fields, _ = case(folder, model_name)
         config = sm.worker_config(hyper)
-        columns = sm.TrainingColumns(folder, config)
-        get_model(model_name)(config, sm.TrainingStandIn(fields, config, columns))
-        assert set(columns) == read, model_name
+        states, columns = [], None
+        for statistics in (sm.one_pass_statistics(folder), None):
+            columns = sm.TrainingColumns(folder, config)
+            init_seed(config["seed"], config["reproducibility"])
+            model = get_model(model_name)(config, sm.TrainingStandIn(fields, config, columns, statistics))
+            states.append(model.state_dict())
+            if statistics is not None and model_name in read:
+                assert set(columns) == read[model_name], model_name
+        assert states[0].keys() == states[1].keys()
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0]), model_name
     assert torch.equal(columns["label"], torch.from_numpy(train.label.to_numpy().astype(np.float32).astype(np.float64)))
     assert columns["user_id"].tolist() == (train.user_index + 1).tolist()
 

@@ -3,6 +3,6 @@
 contract of a model) and LDA (`lda`, with its parts `anchors`, `vq`, `ot`). The baselines
 live in the top-level `baselines/` package, one model per file."""
 
-from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender, training_statistics
 
-__all__ = ["REGRESSION_LOSSES", "WatchTimeRecommender"]
+__all__ = ["REGRESSION_LOSSES", "WatchTimeRecommender", "training_statistics"]

@@ -37,6 +37,14 @@ def transformed_mean_std(values):
     return transformed.mean().item(), transformed.std().item()
 
 
+def training_statistics(dataset):
+    """The one-pass statistics of the training split (dataset_prep/label_statistics.py
+    TrainingStatistics) where the dataset carries them instead of rows (the ray engine's
+    driver), else None: a constructor then takes its statistics from them, not from
+    `training_values`, and the driver never holds the training columns."""
+    return getattr(dataset, "training_statistics", None)
+
+
 def training_values(dataset, field):
     """All values of `field` in the training split, as a float64 tensor, whichever atomic
     file (inter, user or item) the field comes from."""
@@ -68,7 +76,9 @@ class Backbone(nn.Module):
         self.seq_embeddings = nn.ModuleDict(
             {f: nn.Embedding(dataset.num(f), size, padding_idx=0) for f in self.token_seq_fields}
         )
-        stats = [transformed_mean_std(training_values(dataset, f)) for f in self.float_fields]
+        statistics = training_statistics(dataset)
+        stats = [statistics.duration_normalisation() if statistics is not None and f == duration
+                 else transformed_mean_std(training_values(dataset, f)) for f in self.float_fields]
         self.register_buffer("float_mean", torch.tensor([m for m, _ in stats]).float())
         self.register_buffer("float_std", torch.tensor([max(sd, 1e-6) for _, sd in stats]).float())
 

@@ -9,9 +9,11 @@ for a saved model).
   tab, is_rand: `context_tokens`). The user and video feature tables of the folder are not
   inputs of this engine yet (docs/scale.md, "Training on a cluster").
 - `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
-  (its constructor sees the training labels and durations through `TrainingStandIn`;
-  LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
-  what every worker starts from.
+  (its constructor sees the one-pass statistics of the training split, and the training
+  labels and durations, through `TrainingStandIn`: the backbone, VR and D2Q take the
+  statistics and hold no column; the other models read the columns; LDA pre-trains its
+  anchors here) and initialised with the run's seed; its state dict is what every worker
+  starts from.
 - `worker_model(...)`: in a worker: the same class built from the stand-in sample, then
   the driver's state dict loaded (as saved_model.load does), so every worker starts with
   the same parameters and statistics.
@@ -133,12 +135,27 @@ class TrainingColumns(dict):
 
 
 class TrainingStandIn(StandInDataset):
-    """A StandInDataset whose training columns are the real training rows' (TrainingColumns)."""
+    """A StandInDataset whose training columns are the real training rows' (TrainingColumns),
+    and, with `statistics`, the one-pass statistics of those rows (`training_statistics`,
+    dataset_prep/label_statistics.TrainingStatistics): a model that takes its statistics
+    from them (the backbone, VR, D2Q: recbole_lda.model.training_statistics) never reads the
+    columns."""
 
-    def __init__(self, fields, config, columns):
+    def __init__(self, fields, config, columns, statistics=None):
         super().__init__(fields, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["LABEL_FIELD"],
                          config["DURATION_FIELD"])
         self.inter_feat = columns
+        self.training_statistics = statistics
+
+
+def one_pass_statistics(folder):
+    """TrainingStatistics of the folder's training split, or None where dataset_prep is not
+    installed (the models then read the training columns)."""
+    try:
+        from dataset_prep.label_statistics import TrainingStatistics
+    except ImportError:
+        return None
+    return TrainingStatistics(folder)
 
 
 def worker_config(hyper):
@@ -153,7 +170,7 @@ def initial_state(model_name, hyper, fields, folder, vocab=None):
     config = worker_config(hyper)
     columns = TrainingColumns(folder, config, vocab)
     init_seed(config["seed"], config["reproducibility"])
-    model = get_model(model_name)(config, TrainingStandIn(fields, config, columns))
+    model = get_model(model_name)(config, TrainingStandIn(fields, config, columns, one_pass_statistics(folder)))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
