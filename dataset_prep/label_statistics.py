@@ -251,3 +251,15 @@ class TrainingStatistics:
 
     def d2q_tables(self, groups, points):
         return d2q_tables(self.files, self.summary, groups, points)
+
+    def label_std(self, ddof):
+        return mean_std(self.summary["labels"], ddof=ddof)[1]
+
+    def bucket_edges(self, num_buckets):
+        return bucket_edges(self.summary, num_buckets)
+
+    def bucket_means(self, edges, target, label_scale):
+        return bucket_means(self.files, edges, target, label_scale)
+
+    def label_sequences(self, edges, sampling, num_sequences, length, min_source_size, seed):
+        return label_sequences(self.files, edges, sampling, num_sequences, length, min_source_size, seed)

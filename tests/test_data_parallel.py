@@ -221,20 +221,26 @@ def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
 
 
 def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):
-    """The driver's stand-in: the backbone, VR and D2Q take the one-pass statistics of the
-    training partitions and read no column; LDA with user sampling reads labels, durations and
-    users (TrainingColumns; values are the partitions': float32 -> float64, index + 1). Every
-    model's initial state is the one it gets from the columns alone, exactly."""
+    """The driver's stand-in: the backbone, VR, D2Q and LDA (where LDA.takes_statistics) take the
+    one-pass statistics of the training partitions and read no column; LDA with D2Q's quantile
+    target reads labels, durations and users (TrainingColumns; values are the partitions':
+    float32 -> float64, index + 1). Every model's initial state is the one it gets from the
+    columns alone, exactly."""
     import pandas as pd
     import pyarrow.parquet as pq
 
     from recbole_lda.config.registry import get_model
 
-    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40, files=4)
+    folder = write_streamed(str(tmp_path / "data"), rows=1200, users=30, items=40, files=4)
     train = pd.concat([pq.read_table(f).to_pandas() for f in parts.split_files(folder, "train")])
-    read = {"VR": set(), "D2Q": set(), "LDA": {"label", "duration", "user_id"}}
-    for model_name in WATCH_TIME_MODELS:
-        model_name, hyper, fields, _ = case(folder, model_name)
+    lda = {"num_sequences": 64, "sequence_length": 8, "num_anchors": 4, "vq_steps": 20, "min_source_size": 2}
+    entries = [(m, {}, None) for m in WATCH_TIME_MODELS if m != "LDA"] + [
+        ("LDA", lda, set()), ("LDA", {**lda, "sequence_sampling": "random", "predictor_init": "bucket_mean"}, set()),
+        ("LDA", {**lda, "regression_target": "ratio", "predictor_init": "bucket_mean"}, set()),
+        ("LDA", {**lda, "regression_target": "quantile"}, {"label", "duration", "user_id"})]
+    read = {"VR": set(), "D2Q": set()}
+    for model_name, overrides, expected in entries:
+        model_name, hyper, fields, _ = case(folder, model_name, **overrides)
         config = sm.worker_config(hyper)
         states, columns = [], None
         for statistics in (sm.one_pass_statistics(folder), None):
@@ -242,10 +248,11 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
             init_seed(config["seed"], config["reproducibility"])
             model = get_model(model_name)(config, sm.TrainingStandIn(fields, config, columns, statistics))
             states.append(model.state_dict())
-            if statistics is not None and model_name in read:
-                assert set(columns) == read[model_name], model_name
+            expected = read.get(model_name) if expected is None else expected
+            if statistics is not None and expected is not None:
+                assert set(columns) == expected, (model_name, overrides)
         assert states[0].keys() == states[1].keys()
-        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0]), model_name
+        assert all(torch.equal(states[0][k], states[1][k]) for k in states[0]), (model_name, overrides)
     assert torch.equal(columns["label"], torch.from_numpy(train.label.to_numpy().astype(np.float32).astype(np.float64)))
     assert columns["user_id"].tolist() == (train.user_index + 1).tolist()
 

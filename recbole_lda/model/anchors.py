@@ -143,7 +143,7 @@ class AnchorFit:
 
 
 def fit_anchors(ratios, durations, sources, *, num_buckets, num_anchors, num_sequences, sequence_length,
-                min_source_size, anchor_source, seed, vq=None, kmeans_iters=30, log_space=True):
+                min_source_size, anchor_source, seed, vq=None, kmeans_iters=30, log_space=True, drawn=None):
     """Step 1 of LDA: duration buckets, label sequences per bucket, K anchors per bucket.
 
     Args:
@@ -151,23 +151,29 @@ def fit_anchors(ratios, durations, sources, *, num_buckets, num_anchors, num_seq
         log_space: sequences of log(1 + ratio) (True) or of `ratios` as given.
         sources: (N,) user or item ids that sequences are drawn from, or None (whole bucket).
         num_buckets: D (fewer when durations have tied quantiles).
+        drawn: (edges, sequences) already computed from the training split (the ray engine's
+            driver: dataset_prep/label_statistics.py, the same values); ratios, durations and
+            sources are then not used.
         the rest: see `sample_sequences` and `build_anchors`.
     """
-    edges = duration_bucket_edges(durations, num_buckets)
-    buckets = assign_buckets(durations, edges)
-    rng = np.random.default_rng(seed)
-    seqs = sample_sequences(
-        ratios, buckets, sources, len(edges) - 1, num_sequences, sequence_length, min_source_size, rng, log_space
-    )
+    if drawn is not None:
+        edges, seqs = drawn
+    else:
+        edges = duration_bucket_edges(durations, num_buckets)
+        buckets = assign_buckets(durations, edges)
+        rng = np.random.default_rng(seed)
+        seqs = sample_sequences(
+            ratios, buckets, sources, len(edges) - 1, num_sequences, sequence_length, min_source_size, rng, log_space
+        )
     anchors, reports, vqvae = build_anchors(seqs, anchor_source, num_anchors, seed, vq, kmeans_iters)
     return AnchorFit(edges, seqs, anchors, reports, vqvae)
 
 
-def fit_from_config(config, values, durations, sources, log_space=True):
+def fit_from_config(config, values, durations, sources, log_space=True, drawn=None):
     """`fit_anchors` with LDA.yaml's settings; `values` are the training watch ratios (or,
-    log_space False, labels already in the anchors' space)."""
+    log_space False, labels already in the anchors' space); `drawn`: see fit_anchors."""
     fit = fit_anchors(
-        values, durations, sources,
+        values, durations, sources, drawn=drawn,
         num_buckets=config["num_buckets"],
         num_anchors=config["num_anchors"],
         num_sequences=config["num_sequences"],

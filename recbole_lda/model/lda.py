@@ -54,7 +54,7 @@ from recbole.model.layers import MLPLayers
 
 from recbole_lda.model.anchor_label import anchor_label_agreement, anchor_masses, label_cost, nearest_anchor_counts
 from recbole_lda.model.anchors import AnchorFit, assign_buckets, fit_from_config
-from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender
+from recbole_lda.model.backbone import REGRESSION_LOSSES, WatchTimeRecommender, training_statistics
 from recbole_lda.model.ot import alignment_targets
 from recbole_lda.model.quantile import duration_groups, group_of, to_quantile, to_watch_time
 from recbole_lda.model.vq import SequenceVQVAE, sample_batch
@@ -96,12 +96,15 @@ class LDA(WatchTimeRecommender):
         """`anchor_fit` (AnchorFit): step 1's result, given instead of fitted (see `from_saved`)."""
         super().__init__(config, dataset)
         self.read_settings(config)
-        labels, durations = (t.numpy() for t in self.train_labels(dataset))
+        statistics = training_statistics(dataset) if self.takes_statistics(config) else None
+        labels = durations = None  # with the one-pass statistics, no training column is read
+        if statistics is None:
+            labels, durations = (t.numpy() for t in self.train_labels(dataset))
         self.label_table(config, labels, durations)
-        fit = anchor_fit if anchor_fit is not None else self.fit_anchors(config, dataset, labels, durations)
+        fit = anchor_fit if anchor_fit is not None else self.fit_anchors(config, dataset, labels, durations, statistics)
         self.keep_anchors(config, fit, durations)
         self.build_projections(config)
-        self.build_predictor(config, labels, durations, fit, fresh=anchor_fit is None)
+        self.build_predictor(config, labels, durations, fit, fresh=anchor_fit is None, statistics=statistics)
         # a buffer, so that the best model and a saved one keep the temperature they were evaluated at
         self.register_buffer("current_temperature", torch.tensor(float(self.temperature)))
         self.set_epoch(0)
@@ -122,6 +125,15 @@ class LDA(WatchTimeRecommender):
         reg_m = config["ot_reg_m"] if config["ot_relaxation"] == "both" else (float("inf"), config["ot_reg_m"])
         self.ot_args = dict(reg=config["ot_reg"], reg_m=reg_m, max_iter=config["ot_max_iter"], stop_threshold=config["ot_stop_threshold"])
 
+    @staticmethod
+    def takes_statistics(config):
+        """Whether the one-pass statistics of the training partitions (the ray engine's driver,
+        `training_statistics`) cover this configuration: anchors over the watch ratio drawn at
+        random or per user, uniform mu_2, no direct head. Otherwise the model reads the training
+        columns, as in memory."""
+        return (config["regression_target"] in ("ratio", "watch_time") and config["sequence_sampling"] in ("random", "user")
+                and config["anchor_mass"] == "uniform" and not config["lambda_direct"])
+
     def label_table(self, config, labels, durations):
         """regression_target: quantile: D2Q's duration groups and quantile tables (buffers)."""
         if self.target != "quantile":
@@ -137,8 +149,13 @@ class LDA(WatchTimeRecommender):
             return to_quantile(self.quantile_table[group_of(self.quantile_edges, duration)], self.levels, label)
         return torch.log1p((label / duration.clamp_min(1e-6)).clamp_min(0))
 
-    def fit_anchors(self, config, dataset, labels, durations):
+    def fit_anchors(self, config, dataset, labels, durations, statistics=None):
         """Step 1 from the training split: buckets, label sequences, anchors."""
+        if statistics is not None:  # the same buckets and sequences, from passes over the partitions
+            edges = statistics.bucket_edges(config["num_buckets"])
+            drawn = (edges, statistics.label_sequences(edges, config["sequence_sampling"], config["num_sequences"],
+                                                       config["sequence_length"], config["min_source_size"], config["seed"]))
+            return fit_from_config(config, None, None, None, drawn=drawn)
         source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
         sources = dataset.inter_feat[source_field].numpy() if source_field else None
         if self.target == "quantile":  # sequences of D2Q's quantile label, as they are
@@ -184,20 +201,26 @@ class LDA(WatchTimeRecommender):
         else:
             self.phi_a = nn.Sequential(nn.Linear(anchor_dim, dim), nn.ReLU(), nn.Linear(dim, dim))
 
-    def build_predictor(self, config, labels, durations, fit, fresh):
+    def build_predictor(self, config, labels, durations, fit, fresh, statistics=None):
         """g (an MLP, or linear with predictor_hidden_size: []), its per-bucket offset, the
-        training std of the labels, and the auxiliary direct head (lambda_direct > 0)."""
+        training std of the labels, and the auxiliary direct head (lambda_direct > 0); from the
+        training columns, or from `statistics` (takes_statistics)."""
         dim, hidden = config["projection_dim"], list(config["predictor_hidden_size"])
         g_in = dim * (2 if self.predictor_input == "anchors+instance" else 1)
         self.g = MLPLayers([g_in] + hidden, activation="relu") if hidden else nn.Identity()
         self.g_out = nn.Linear(hidden[-1] if hidden else g_in, 1)
-        self.register_buffer("label_scale", torch.tensor(float(labels.std()) or 1.0))
+        std = statistics.label_std(ddof=0) if statistics is not None else float(labels.std())  # numpy's std: ddof 0
+        self.register_buffer("label_scale", torch.tensor(std or 1.0))
         # g's output offset per duration bucket: 0, or (predictor_init: bucket_mean) the inverse
         # softplus of the bucket's mean training target, with g_out's weight at 0, so that
         # every instance starts at its bucket's mean watch ratio (or watch time)
         offset = torch.zeros(self.num_buckets)
         if config["predictor_init"] == "bucket_mean" and fresh:
-            offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges))
+            if statistics is not None:
+                means = statistics.bucket_means(fit.edges, self.target, float(self.label_scale))
+                offset = inverse_softplus(torch.tensor(np.maximum(means, 1e-3), dtype=torch.float32))
+            else:
+                offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges))
             nn.init.zeros_(self.g_out.weight)
             nn.init.zeros_(self.g_out.bias)
         self.bucket_offset = nn.Parameter(offset, requires_grad=config["predictor_init"] == "bucket_mean")
