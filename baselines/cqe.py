@@ -54,7 +54,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 ACTIVATIONS = {"relu": F.relu, "softplus": F.softplus}
 
@@ -81,12 +81,16 @@ class CQE(WatchTimeRecommender):
                 f"num_levels={m}), got {self.prediction_level}"
             )
 
-        labels = self.train_labels(dataset)[0].numpy()
-        scale = max(float(labels.std()), 1e-6)
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        if statistics is not None:
+            scale, increments = statistics.cqe_start(levels)
+        else:
+            labels = self.train_labels(dataset)[0].numpy()
+            scale = max(float(labels.std()), 1e-6)
+            increments = np.diff(np.quantile(labels, levels), prepend=0.0) / scale  # marginal quantiles, first from 0
         self.register_buffer("levels", torch.tensor(levels, dtype=torch.float32), persistent=False)  # (M,)
         self.register_buffer("label_scale", torch.tensor(scale, dtype=torch.float32))
         self.head = nn.Linear(self.backbone.output_dim, m)
-        increments = np.diff(np.quantile(labels, levels), prepend=0.0) / scale  # marginal quantiles, first from 0
         with torch.no_grad():
             self.head.bias.copy_(torch.tensor(self._inverse_activation(increments), dtype=torch.float32))
         self.combiner = None

@@ -68,7 +68,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 
 def warped_levels(alpha, m):
@@ -129,19 +129,29 @@ class CREAD(WatchTimeRecommender):
         self.lambda_monotone = float(config["lambda_monotone"])
         self.huber_delta = float(config["huber_delta"])
 
-        labels = self.train_labels(dataset)[0].numpy()
+        statistics = training_statistics(dataset)  # the ray engine's driver: passes over the partitions
+        labels = None if statistics is not None else self.train_labels(dataset)[0].numpy()  # (N,), seconds
         start, stop, step = (float(v) for v in config["alpha_grid"])
         alpha = None if config["split_alpha"] is None else float(config["split_alpha"])
-        alpha, points = split_points(labels, m, alpha, np.arange(start, stop, step), float(config["alpha_search_beta"]))
+        grid, beta = np.arange(start, stop, step), float(config["alpha_search_beta"])
+        if statistics is not None:
+            alpha, points = split_points(None, m, alpha, grid, beta, quantile=statistics.label_quantiles)
+        else:
+            alpha, points = split_points(labels, m, alpha, grid, beta)
         self.register_buffer("alpha", torch.tensor(alpha, dtype=torch.float32))
         self.register_buffer("split_points", torch.tensor(points, dtype=torch.float32))  # (M,)
         self.register_buffer("gaps", torch.diff(self.split_points, prepend=self.split_points.new_zeros(1)))  # (M,)
-        self.register_buffer("label_std", torch.tensor(max(labels.std(), 1e-6), dtype=torch.float32))
+        std = statistics.label_std(ddof=0) if statistics is not None else labels.std()  # numpy's std: ddof 0
+        self.register_buffer("label_std", torch.tensor(max(std, 1e-6), dtype=torch.float32))
         self.head = nn.Linear(self.backbone.output_dim, len(points))
         # start at the training split's survival P(y > t_m): the untrained restore is then the
         # training mean of the largest split point below each watch time (the restore rule's
         # value for a row), instead of sum_m 0.5 gap_m = half the training maximum
-        share = (labels[:, None] > points).mean(0).clip(1 / (len(labels) + 1), len(labels) / (len(labels) + 1))
+        if statistics is not None:
+            rows, share = statistics.label_share_above(points)
+        else:
+            rows, share = len(labels), (labels[:, None] > points).mean(0)
+        share = share.clip(1 / (rows + 1), rows / (rows + 1))
         with torch.no_grad():
             self.head.bias.copy_(torch.tensor(np.log(share / (1 - share)), dtype=torch.float32))
 

@@ -70,7 +70,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
@@ -93,8 +93,11 @@ class EGMN(WatchTimeRecommender):
         self.truncated = bool(config["truncated_gaussians"])
         self.lambda_entropy, self.lambda_l1 = float(config["lambda_entropy"]), float(config["lambda_l1"])
 
-        labels = self.train_labels(dataset)[0].numpy()
-        scale = float(np.quantile(labels, level))
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        if statistics is not None:
+            scale = float(statistics.label_quantiles(level))
+        else:
+            scale = float(np.quantile(self.train_labels(dataset)[0].numpy(), level))
         if not scale > 0:
             raise ValueError(f"EGMN needs a positive training watch-time quantile at {level} as its unit, got {scale}")
         self.register_buffer("label_scale", torch.tensor(scale, dtype=torch.float32))

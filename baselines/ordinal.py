@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 
 class OR(WatchTimeRecommender):
@@ -42,9 +42,13 @@ class OR(WatchTimeRecommender):
         m = config["num_thresholds"]
         if m < 1:
             raise ValueError(f"num_thresholds must be >= 1, got {m}")
-        labels, _ = self.train_labels(dataset)
-        thresholds = np.unique(np.quantile(labels.numpy(), np.arange(1, m + 1) / (m + 1)))
-        thresholds = thresholds[thresholds >= 0.0]  # watch time is >= 0, and t_0 = 0
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        if statistics is not None:
+            thresholds = statistics.or_thresholds(m)
+        else:
+            labels, _ = self.train_labels(dataset)
+            thresholds = np.unique(np.quantile(labels.numpy(), np.arange(1, m + 1) / (m + 1)))
+            thresholds = thresholds[thresholds >= 0.0]  # watch time is >= 0, and t_0 = 0
         if len(thresholds) == 0:
             raise ValueError("OR found no non-negative training watch-time quantile to use as threshold")
         self.register_buffer("thresholds", torch.tensor(thresholds, dtype=torch.float32))  # (M,)

@@ -61,7 +61,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 LEAF_VALUES = ("mean", "midpoint")
 
@@ -79,17 +79,22 @@ class TPM(WatchTimeRecommender):
         self.height, self.num_leaves = h, 2**h
         self.lambda_mse, self.lambda_var = float(config["lambda_mse"]), float(config["lambda_var"])
 
-        labels = self.train_labels(dataset)[0].numpy()
-        edges = np.quantile(labels, np.linspace(0.0, 1.0, self.num_leaves + 1))  # (K+1,)
-        leaf = np.searchsorted(edges[1:-1], labels, side="right")  # the rule of `leaf_of`
-        values = (edges[:-1] + edges[1:]) / 2  # interval midpoints
-        if config["leaf_value"] == "mean":
-            for k in range(self.num_leaves):
-                if np.any(leaf == k):
-                    values[k] = labels[leaf == k].mean()
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        if statistics is not None:
+            edges, values, variance = statistics.tpm_leaves(self.num_leaves, config["leaf_value"])
+        else:
+            labels = self.train_labels(dataset)[0].numpy()
+            edges = np.quantile(labels, np.linspace(0.0, 1.0, self.num_leaves + 1))  # (K+1,)
+            leaf = np.searchsorted(edges[1:-1], labels, side="right")  # the rule of `leaf_of`
+            values = (edges[:-1] + edges[1:]) / 2  # interval midpoints
+            if config["leaf_value"] == "mean":
+                for k in range(self.num_leaves):
+                    if np.any(leaf == k):
+                        values[k] = labels[leaf == k].mean()
+            variance = labels.var()
         self.register_buffer("edges", torch.tensor(edges, dtype=torch.float32))  # (K+1,)
         self.register_buffer("leaf_values", torch.tensor(values, dtype=torch.float32))  # (K,)
-        self.register_buffer("label_var", torch.tensor(max(labels.var(), 1e-12), dtype=torch.float32))
+        self.register_buffer("label_var", torch.tensor(max(variance, 1e-12), dtype=torch.float32))
 
         # Path of every leaf: the node it passes at each level and the turn taken there.
         leaves = torch.arange(self.num_leaves).unsqueeze(-1)  # (K, 1)

@@ -35,7 +35,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 
 class WLR(WatchTimeRecommender):
@@ -43,8 +43,8 @@ class WLR(WatchTimeRecommender):
 
     def __init__(self, config, dataset):
         super().__init__(config, dataset)
-        labels, _ = self.train_labels(dataset)
-        mean = labels.mean().item()
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        mean = statistics.label_mean() if statistics is not None else self.train_labels(dataset)[0].mean().item()
         if not mean > 0:
             raise ValueError(f"WLR needs a positive mean training watch time, got {mean}")
         self.register_buffer("label_mean", torch.tensor(mean, dtype=torch.float32))

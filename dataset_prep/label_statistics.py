@@ -252,8 +252,28 @@ class TrainingStatistics:
     def d2q_tables(self, groups, points):
         return d2q_tables(self.files, self.summary, groups, points)
 
+    def label_mean(self):
+        return mean_std(self.summary["labels"])[0]
+
     def label_std(self, ddof):
         return mean_std(self.summary["labels"], ddof=ddof)[1]
+
+    def label_quantiles(self, levels, method="linear"):
+        return label_quantiles(self.summary, levels, method)
+
+    def label_share_above(self, points):
+        """(training rows, the share of them with a label above each point) (CREAD's start)."""
+        labels = self.summary["labels"]
+        return labels.n, np.array([labels.counts[labels.values > p].sum() for p in points]) / labels.n
+
+    def or_thresholds(self, m):
+        return or_thresholds(self.summary, m)
+
+    def tpm_leaves(self, num_leaves, leaf_value):
+        return tpm_leaves(self.summary, num_leaves, leaf_value)
+
+    def cqe_start(self, levels):
+        return cqe_start(self.summary, levels)
 
     def bucket_edges(self, num_buckets):
         return bucket_edges(self.summary, num_buckets)

@@ -221,8 +221,8 @@ def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
 
 
 def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):
-    """The driver's stand-in: the backbone, VR, D2Q and LDA (where LDA.takes_statistics) take the
-    one-pass statistics of the training partitions and read no column; LDA with D2Q's quantile
+    """The driver's stand-in: every model but D2Co (LDA where LDA.takes_statistics) takes the
+    one-pass statistics of the training partitions and reads no column; LDA with D2Q's quantile
     target reads labels, durations and users (TrainingColumns; values are the partitions':
     float32 -> float64, index + 1). Every model's initial state is the one it gets from the
     columns alone, exactly."""
@@ -235,10 +235,11 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
     train = pd.concat([pq.read_table(f).to_pandas() for f in parts.split_files(folder, "train")])
     lda = {"num_sequences": 64, "sequence_length": 8, "num_anchors": 4, "vq_steps": 20, "min_source_size": 2}
     entries = [(m, {}, None) for m in WATCH_TIME_MODELS if m != "LDA"] + [
+        ("TPM", {"leaf_value": "midpoint"}, set()), ("CREAD", {"split_alpha": 2.0}, set()),
         ("LDA", lda, set()), ("LDA", {**lda, "sequence_sampling": "random", "predictor_init": "bucket_mean"}, set()),
         ("LDA", {**lda, "regression_target": "ratio", "predictor_init": "bucket_mean"}, set()),
         ("LDA", {**lda, "regression_target": "quantile"}, {"label", "duration", "user_id"})]
-    read = {"VR": set(), "D2Q": set()}
+    read = {m: set() for m in WATCH_TIME_MODELS if m not in ("LDA", "D2Co")}  # the statistics cover them
     for model_name, overrides, expected in entries:
         model_name, hyper, fields, _ = case(folder, model_name, **overrides)
         config = sm.worker_config(hyper)
