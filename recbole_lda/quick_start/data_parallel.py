@@ -17,9 +17,10 @@ each worker's own rows, see docs/scale.md).
 Each epoch: `steps` batches of the worker's own share of train/ (quick_start/partitions.py),
 then every worker predicts its share of valid/ into `<run>/valid-<epoch>/part-<rank>.parquet`;
 rank 0 scores the folder (`score_folder`: the exact metrics over partitions of
-recbole_lda/evaluator/partitioned.py, one task's rows in memory at a time), and its decision (best so far, stop) goes to every
-worker; each keeps its own copy of the best weights (the workers' weights are equal). At the
-end the best weights predict test/ into `<run>/test/`, which rank 0 scores.
+recbole_lda/evaluator/partitioned.py, one task's rows in memory at a time), and its decision
+(best so far, stop) goes to every worker; each keeps its own copy of the best weights (the
+workers' weights are equal). At the end the best weights predict test/ into `<run>/test/`,
+which rank 0 scores.
 """
 
 import os
