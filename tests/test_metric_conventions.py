@@ -20,6 +20,7 @@ import torch
 
 from recbole.evaluator.collector import DataStruct
 from recbole_lda.evaluator import pair_counts as P
+from recbole_lda.evaluator import ranks as R
 from recbole_lda.evaluator import xauc as X
 from recbole_lda.evaluator.metrics import XAUC, XGAUC
 
@@ -172,7 +173,7 @@ def test_label_codes_and_label_ranks_agree():
     y = np.round(rng.gamma(1.0, 10.0, 500), 3)  # not float32 numbers
     p = np.round(y + rng.normal(0, 5, 500), 1)
     users = rng.integers(0, 9, 500)
-    assert P._label_codes(y) is None and P._label_codes(y, 62) is not None
+    assert R.label_codes(y) is None and R.label_codes(y, 62) is not None
     together = X.all_conventions(y, p, users=users)
     for name in ("xauc", "xauc_dadf", "xauc_cwm", "xauc_blocks"):
         assert getattr(X, name)(y, p) == together[name]
@@ -186,7 +187,7 @@ def test_values_one_ulp_apart_are_not_tied():
     base = 1.0 + np.array([0, 3, 1, 2, 0, 1, 3, 2]) * np.spacing(1.0)
     y = np.concatenate([base, [-1e300, 0.0, -0.0, np.inf]])
     p = np.arange(len(y), dtype=np.float64)[::-1]
-    order, ranks = P._argsort_dense(y)
+    order, ranks = R.argsort_dense(y)
     assert order.tolist() == np.argsort(y, kind="stable").tolist()
     assert ranks.tolist() == np.unique(y, return_inverse=True)[1][order].tolist()
     assert same(X.xauc(y, p), brute_ours(y, p)) and same(X.xauc_cwm(y, p), brute_cwm(y, p))

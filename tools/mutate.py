@@ -46,7 +46,8 @@ BASELINE_TESTS = ["tests/test_baselines.py", "tests/test_loss_values.py", "tests
 
 # name: (files mutated, mutant-name patterns (None: every function of the files), test arguments)
 TARGETS = {
-    "metrics": (["recbole_lda/evaluator/metrics.py", "recbole_lda/evaluator/xauc.py", "recbole_lda/evaluator/pair_counts.py"], None,
+    "metrics": (["recbole_lda/evaluator/metrics.py", "recbole_lda/evaluator/xauc.py", "recbole_lda/evaluator/pair_counts.py",
+                 "recbole_lda/evaluator/ranks.py"], None,
                 ["tests/test_metrics.py", "tests/test_metric_classes.py", "tests/test_metric_conventions.py"]),
     "ot": (["recbole_lda/model/ot.py"], None, ["tests/test_lda_parts.py", "tests/test_ot.py", "tests/test_loss_values.py"]),
     "lda_loss": (

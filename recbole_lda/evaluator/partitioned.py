@@ -34,7 +34,8 @@ import pickle
 import numpy as np
 
 from recbole_lda.evaluator import exact_sum, xauc
-from recbole_lda.evaluator.pair_counts import Prepared, dense_ranks
+from recbole_lda.evaluator.pair_counts import Prepared
+from recbole_lda.evaluator.ranks import dense_ranks
 from recbole_lda.evaluator.predictions_io import PredictionsError, input_files, input_parts, read_all, read_columns
 
 PARTITION_ROWS = 4_000_000  # default rows per range: bounds the memory of a task

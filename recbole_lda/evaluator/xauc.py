@@ -69,7 +69,8 @@ decreasing size, so that no merge crosses a segment and small segments stop earl
 import numpy as np
 
 from recbole_lda.evaluator import exact_sum
-from recbole_lda.evaluator.pair_counts import Prepared, as_array, dense_ranks, pair_counts, ranges, tie_runs
+from recbole_lda.evaluator.pair_counts import Prepared, pair_counts
+from recbole_lda.evaluator.ranks import as_array, dense_ranks, ranges, tie_runs
 
 DADF_EDGES = (6.0, 10.0, 18.0, 32.0, 120.0)
 """DADF's duration bucket edges in seconds: [0, 6), [6, 10), [10, 18), [18, 32), [32, 120), [120, inf)."""

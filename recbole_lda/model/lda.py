@@ -216,11 +216,7 @@ class LDA(WatchTimeRecommender):
         # every instance starts at its bucket's mean watch ratio (or watch time)
         offset = torch.zeros(self.num_buckets)
         if config["predictor_init"] == "bucket_mean" and fresh:
-            if statistics is not None:
-                means = statistics.bucket_means(fit.edges, self.target, float(self.label_scale))
-                offset = inverse_softplus(torch.tensor(np.maximum(means, 1e-3), dtype=torch.float32))
-            else:
-                offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges))
+            offset = inverse_softplus(self.bucket_means(labels, durations, fit.edges, statistics))
             nn.init.zeros_(self.g_out.weight)
             nn.init.zeros_(self.g_out.bias)
         self.bucket_offset = nn.Parameter(offset, requires_grad=config["predictor_init"] == "bucket_mean")
@@ -231,11 +227,15 @@ class LDA(WatchTimeRecommender):
             mean_ratio = float(np.mean(labels / np.maximum(durations, 1e-6)))
             nn.init.constant_(self.direct.bias, float(inverse_softplus(torch.tensor(max(mean_ratio, 1e-3)))))
 
-    def bucket_means(self, labels, durations, edges):
-        """Mean training target per duration bucket: watch ratio, or watch time / label_scale."""
-        bucket = assign_buckets(torch.as_tensor(durations), torch.as_tensor(edges, dtype=torch.float32)).numpy()
-        target = labels / np.maximum(durations, 1e-6) if self.target == "ratio" else labels / float(self.label_scale)
-        means = [target[bucket == b].mean() if (bucket == b).any() else target.mean() for b in range(self.num_buckets)]
+    def bucket_means(self, labels, durations, edges, statistics=None):
+        """Mean training target per duration bucket: watch ratio, or watch time / label_scale;
+        from the training columns, or from a pass over the partitions (`statistics`)."""
+        if statistics is not None:
+            means = statistics.bucket_means(edges, self.target, float(self.label_scale))
+        else:
+            bucket = assign_buckets(torch.as_tensor(durations), torch.as_tensor(edges, dtype=torch.float32)).numpy()
+            target = labels / np.maximum(durations, 1e-6) if self.target == "ratio" else labels / float(self.label_scale)
+            means = [target[bucket == b].mean() if (bucket == b).any() else target.mean() for b in range(self.num_buckets)]
         return torch.tensor(np.maximum(means, 1e-3), dtype=torch.float32)
 
     def set_epoch(self, epoch):

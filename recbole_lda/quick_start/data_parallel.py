@@ -24,7 +24,7 @@ which rank 0 scores.
 """
 
 import os
-import resource
+import shutil
 import time
 import uuid
 
@@ -39,15 +39,11 @@ from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start.lazy_adam import coalesce
 from recbole_lda.quick_start import stream_model as sm
 from recbole_lda.utils.fileio import atomic_output, json_safe
+from recbole_lda.utils.memory import peak_memory_mb
 from recbole_lda.evaluator import partitioned
 
 SMALLER_IS_BETTER = {"mae", "rmse"}
 PREDICTION_COLUMNS = ("user_id", "item_id", "duration", "label", "user_index", "item_index")
-
-
-def peak_memory_mb():
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def train_step(wrapped, optimizer, interaction):
@@ -169,8 +165,6 @@ def score_folder(folder, config):
     holding them in one process (recbole_lda/evaluator/partitioned.py): its tasks run here in turn
     and keep their results in files of `<folder>.scoring/` (removed after), so that memory holds
     the rows of one task (about SCORE_PART_ROWS), whatever the size of the split."""
-    import shutil
-
     spill = folder.rstrip(os.sep) + ".scoring"
     try:
         scores = partitioned.evaluate([folder], partitioned.SpillingExecutor(spill),
@@ -238,8 +232,6 @@ def validate(epoch, model, job, session, progress, best):
         best = {k: v.detach().clone() for k, v in model.state_dict().items()}
     progress["history"].append({"epoch": epoch, "valid_score": score, **scores})
     if session.rank == 0:
-        import shutil
-
         shutil.rmtree(os.path.join(job["run_dir"], f"valid-{epoch}"), ignore_errors=True)
     return best
 

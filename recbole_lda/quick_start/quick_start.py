@@ -10,7 +10,6 @@ predicting the training mean, and for the synthetic dataset the best achievable 
 import logging
 import os
 import platform
-import resource
 import sys
 import time
 import uuid
@@ -32,6 +31,7 @@ from recbole_lda.config.configurator import Config
 from recbole_lda.config.registry import check_dataset_name, get_trainer, requested_converter
 from recbole_lda.config.options import OptionError
 from recbole_lda.utils.fileio import atomic_output, check_distinct_paths, check_writable, json_safe, write_json
+from recbole_lda.utils.memory import peak_memory_mb
 from recbole_lda.evaluator.metrics import xauc
 from recbole_lda.evaluator.xauc import all_conventions
 from recbole_lda.model.anchors import assign_buckets
@@ -85,11 +85,6 @@ def init_logger(config):
         handler._recbole_lda = True
         root.addHandler(handler)
     root.setLevel(level)
-
-
-def peak_memory_mb():
-    """Peak resident memory of this process so far, in MiB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 @torch.no_grad()

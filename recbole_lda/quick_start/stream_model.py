@@ -12,8 +12,8 @@ for a saved model).
   (its constructor sees the one-pass statistics of the training split, and the training
   labels and durations, through `TrainingStandIn`: every model but D2Co takes the
   statistics and holds no column (LDA where LDA.takes_statistics); D2Co reads the columns;
-  LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is what every worker
-  starts from.
+  LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
+  what every worker starts from.
 - `worker_model(...)`: in a worker: the same class built from the stand-in sample, then
   the driver's state dict loaded (as saved_model.load does), so every worker starts with
   the same parameters and statistics.
@@ -213,9 +213,9 @@ OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch
               "rmsprop": torch.optim.RMSprop, "adamw": torch.optim.AdamW}
 # The optimiser of the id tables when their gradients are sparse: SGD and Adagrad take sparse
 # gradients and step exactly as on the dense ones (a row outside the batch has a zero gradient
-# and does not move); Adam's sparse form is lazy Adam (torch.optim.SparseAdam's step, made faster by
-# quick_start/lazy_adam.LazyAdam): a row's moments
-# move only on steps whose batch holds it, where dense Adam keeps moving every row by its momentum.
+# and does not move); Adam's sparse form is lazy Adam (torch.optim.SparseAdam's step, computed
+# faster by quick_start/lazy_adam.LazyAdam): a row's moments move only on steps whose batch
+# holds it, where dense Adam keeps moving every row by its momentum.
 SPARSE_OPTIMIZERS = {"adam": LazyAdam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
 ID_TABLE_SUFFIXES = ("embeddings.{uid}", "embeddings.{iid}")
 

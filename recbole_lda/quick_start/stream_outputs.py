@@ -17,7 +17,7 @@ from recbole_lda.inference import saved_model
 from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import provenance
 from recbole_lda.quick_start import stream_model as sm
-from recbole_lda.quick_start.data_parallel import peak_memory_mb
+from recbole_lda.utils.memory import peak_memory_mb
 from recbole_lda.utils.fileio import json_safe, write_json
 
 
