@@ -22,7 +22,10 @@ measured between the bin's two means:
 The mixture per bin is fitted by EM (1-D, one variance per component, as scikit-learn's
 `GaussianMixture(n_components=2, covariance_type='spherical')` of the references), started
 from the exact 2-means split of the bin's values; all bins are fitted together with
-vectorised numpy. A bin needs `min_bin_rows` training rows to get its own mixture; rows
+vectorised numpy over the distinct (bin, watch time) pairs and their row counts
+(`duration_bin_sample`; the ray engine's driver counts the same pairs in passes over the
+training partitions, so both engines fit the same mixtures, bit for bit, and the driver's
+memory grows with the distinct pairs, not with the rows). A bin needs `min_bin_rows` training rows to get its own mixture; rows
 of other durations (sparse bins, or durations not seen in training) use the nearest fitted
 bin. The fitted bins, their smoothed means and the row counts come from the training split
 only and are buffers (saved in checkpoints).
@@ -57,50 +60,61 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from recbole_lda.model import WatchTimeRecommender
+from dataset_prep.statistics import PairCounts
+from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 
-def two_means_split(values, starts, counts):
-    """Exact 1-D 2-means of every segment: `values` are sorted within each segment
-    [starts[b], starts[b] + counts[b]); returns the size of each segment's lower cluster.
+def two_means_split(values, starts, sizes, counts=None):
+    """Exact 1-D 2-means of every segment, its rows given as value counts: `values` are sorted
+    within each segment [starts[b], starts[b] + sizes[b]), each value standing for `counts`
+    rows (default 1). Returns the number of rows in each segment's lower cluster.
 
-    Splitting after the i-th smallest value leaves the within-cluster sum of squares
+    Splitting after i rows leaves the within-cluster sum of squares
     sum x^2 - S_l^2 / i - S_r^2 / (n - i) (S_l, S_r the sums of the two sides), so the best
-    split maximises S_l^2 / i + S_r^2 / (n - i); every split is scored with prefix sums.
-    A segment of equal values takes i = 1; a segment of one value gets 1."""
-    seg = np.repeat(np.arange(len(starts)), counts)  # segment of every row
-    cums = np.cumsum(values)
-    base = np.where(starts > 0, cums[np.maximum(starts - 1, 0)], 0.0)  # sum before each segment
-    total = cums[starts + counts - 1] - base
-    i = np.arange(len(values)) - starts[seg] + 1  # lower-cluster size if the split follows this row
-    left = cums - base[seg]
-    n_right = counts[seg] - i
+    split maximises S_l^2 / i + S_r^2 / (n - i); every split between two entries is scored
+    with prefix sums (rows of one value need not be split: an optimum keeps them together).
+    Ties: the smaller i. A segment of one entry (all its rows one value) gets i = 1."""
+    weights = np.ones(len(values)) if counts is None else np.asarray(counts, dtype=np.float64)
+    seg = np.repeat(np.arange(len(starts)), sizes)  # segment of every entry
+    ends = starts + sizes - 1
+    rows, mass = np.cumsum(weights), np.cumsum(values * weights)
+    rows_before = np.where(starts > 0, rows[np.maximum(starts - 1, 0)], 0.0)
+    mass_before = np.where(starts > 0, mass[np.maximum(starts - 1, 0)], 0.0)
+    n, total = rows[ends] - rows_before, mass[ends] - mass_before
+    i = rows - rows_before[seg]  # lower-cluster rows if the split follows this entry
+    left = mass - mass_before[seg]
+    n_right = n[seg] - i
     with np.errstate(divide="ignore", invalid="ignore"):
         score = np.where(n_right > 0, left**2 / i + (total[seg] - left) ** 2 / n_right, -np.inf)
     order = np.lexsort((-score, seg))  # per segment, best score first (ties: the smaller i)
     first = np.searchsorted(seg[order], np.arange(len(starts)))
-    return np.where(counts > 1, i[order[first]], 1)
+    return np.where(sizes > 1, i[order[first]], 1.0).astype(np.int64)
 
 
-def fit_two_gaussians(values, groups, max_iter, tol, reg_covar):
-    """EM fit of a 2-component 1-D Gaussian mixture in every group.
+def fit_two_gaussians(values, groups, max_iter, tol, reg_covar, counts=None):
+    """EM fit of a 2-component 1-D Gaussian mixture in every group, from rows or from value
+    counts: row k stands for counts[k] rows of (groups[k], values[k]) (default 1; rows of
+    equal (group, value) are merged first, so both forms give the same fit, bit for bit).
 
     values: (N,) float64; groups: (N,) int in [0, G), every group non-empty. Returns
     weights, means, variances, each (G, 2), components sorted by mean."""
-    order = np.lexsort((values, groups))
-    x, g = values[order], groups[order]
+    g, x, w = PairCounts().add(groups, values, counts).pairs
+    g, w = g.astype(np.int64), w.astype(np.float64)
     num = int(g.max()) + 1
-    counts = np.bincount(g, minlength=num)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    lower = two_means_split(x, starts, counts)
-    comp = (np.arange(len(x)) - starts[g] >= lower[g]).astype(float)  # 0 lower, 1 upper cluster
-    resp = np.stack([1.0 - comp, comp], axis=1)  # (N, 2) hard responsibilities to start
+    sizes = np.bincount(g, minlength=num)  # distinct values per group
+    rows = np.bincount(g, w, minlength=num)  # rows per group
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    lower = two_means_split(x, starts, sizes, w)
+    below = np.cumsum(w) - w - np.repeat(np.cumsum(w)[starts] - w[starts], sizes)  # rows before each entry, in its group
+    in_lower = np.clip(lower[g] - below, 0.0, w) / w  # share of each entry's rows in the lower cluster (0 or 1 but one)
+    resp = np.stack([in_lower, 1.0 - in_lower], axis=1)  # (N, 2) the 2-means split as responsibilities to start
 
     def m_step(resp):
-        nk = np.stack([np.bincount(g, resp[:, c], num) for c in range(2)], 1) + 10 * np.finfo(float).eps
-        means = np.stack([np.bincount(g, resp[:, c] * x, num) for c in range(2)], 1) / nk
-        var = np.stack([np.bincount(g, resp[:, c] * (x - np.take(means[:, c], g)) ** 2, num) for c in range(2)], 1) / nk
-        return nk / counts[:, None], means, var + reg_covar
+        mass = resp * w[:, None]  # rows of each entry per component
+        nk = np.stack([np.bincount(g, mass[:, c], num) for c in range(2)], 1) + 10 * np.finfo(float).eps
+        means = np.stack([np.bincount(g, mass[:, c] * x, num) for c in range(2)], 1) / nk
+        var = np.stack([np.bincount(g, mass[:, c] * (x - np.take(means[:, c], g)) ** 2, num) for c in range(2)], 1) / nk
+        return nk / rows[:, None], means, var + reg_covar
 
     weights, means, var = m_step(resp)
     previous = np.full(num, -np.inf)
@@ -110,7 +124,7 @@ def fit_two_gaussians(values, groups, max_iter, tol, reg_covar):
         row = lambda a: np.take(a, g, axis=0)  # noqa: E731  (G, 2) -> (N, 2); np.take: ~30x faster than a[g]
         log_p = row(const) - 0.5 * (x[:, None] - row(means)) ** 2 * row(1.0 / var)  # (N, 2): log w_k N(x; m_k, v_k)
         norm = np.logaddexp(log_p[:, 0], log_p[:, 1])
-        mean_loglik = np.bincount(g, norm, num) / counts
+        mean_loglik = np.bincount(g, w * norm, num) / rows
         active &= np.abs(mean_loglik - previous) >= tol
         previous = mean_loglik
         if not active.any():
@@ -133,22 +147,32 @@ def count_weighted_moving_average(values, counts, window):
     return (num[hi] - num[lo]) / (den[hi] - den[lo])
 
 
-def duration_bin_means(watch_time, duration, width, min_rows, window, max_iter, tol, reg_covar, min_gap):
-    """D2Co's per-duration-bin statistics from training rows (numpy float64 arrays):
-    fitted bin keys round(d / width) (increasing), smoothed mu- and mu+ (seconds) and the
-    row count of each fitted bin. See the module docstring."""
-    keys = np.round(duration / width)
-    fitted, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
-    enough = counts >= min_rows
+def duration_bin_sample(watch_time, duration, width, truncate):
+    """D2Co's training sample as value counts (keys, x, counts): the distinct pairs of bin key
+    round(d / width) and x (min(wt, d) when `truncate`, else wt), sorted, and their rows.
+    The ray engine's driver gets the same arrays from passes over the training partitions
+    (dataset_prep/label_statistics.d2co_sample)."""
+    watch_time, duration = np.asarray(watch_time, dtype=np.float64), np.asarray(duration, dtype=np.float64)
+    x = np.minimum(watch_time, duration) if truncate else watch_time
+    return PairCounts().add(np.round(duration / width), x).pairs
+
+
+def duration_bin_means(keys, x, counts, min_rows, window, max_iter, tol, reg_covar, min_gap):
+    """D2Co's per-duration-bin statistics from its training sample (duration_bin_sample):
+    fitted bin keys (increasing), smoothed mu- and mu+ (seconds) and the row count of each
+    fitted bin. See the module docstring."""
+    fitted, inverse = np.unique(keys, return_inverse=True)
+    rows = np.bincount(inverse, counts).astype(np.int64)
+    enough = rows >= min_rows
     if not enough.any():
         raise ValueError(f"D2Co: no duration bin has min_bin_rows={min_rows} training rows")
-    rows = enough[inverse]
-    group = np.cumsum(enough)[inverse[rows]] - 1  # index among the fitted bins
-    _, means, _ = fit_two_gaussians(watch_time[rows], group, max_iter, tol, reg_covar)
-    counts = counts[enough]
-    mu_minus = count_weighted_moving_average(means[:, 0], counts, window)
-    mu_plus = count_weighted_moving_average(means[:, 1], counts, window)
-    return fitted[enough], mu_minus, np.maximum(mu_plus, mu_minus + min_gap), counts
+    mine = enough[inverse]
+    group = np.cumsum(enough)[inverse[mine]] - 1  # index among the fitted bins
+    _, means, _ = fit_two_gaussians(x[mine], group, max_iter, tol, reg_covar, counts[mine])
+    rows = rows[enough]
+    mu_minus = count_weighted_moving_average(means[:, 0], rows, window)
+    mu_plus = count_weighted_moving_average(means[:, 1], rows, window)
+    return fitted[enough], mu_minus, np.maximum(mu_plus, mu_minus + min_gap), rows
 
 
 class D2Co(WatchTimeRecommender):
@@ -163,10 +187,13 @@ class D2Co(WatchTimeRecommender):
         if self.loss_type == "bce" and not self.clip_label:
             raise ValueError("d2co_loss: bce needs clip_label: True (BCE targets must lie in [0, 1])")
 
-        labels, durations = (t.numpy() for t in self.train_labels(dataset))
-        x = np.minimum(labels, durations) if self.truncate else labels
+        statistics = training_statistics(dataset)  # the ray engine's driver: a pass over the partitions
+        if statistics is not None:
+            sample = statistics.d2co_sample(self.bin_width, self.truncate)
+        else:
+            sample = duration_bin_sample(*(t.numpy() for t in self.train_labels(dataset)), self.bin_width, self.truncate)
         keys, mu_minus, mu_plus, counts = duration_bin_means(
-            x, durations, self.bin_width, min_rows, window, config["gmm_max_iter"], float(config["gmm_tol"]),
+            *sample, min_rows, window, config["gmm_max_iter"], float(config["gmm_tol"]),
             float(config["gmm_reg_covar"]), float(config["min_mean_gap"]),
         )
         self.register_buffer("bin_keys", torch.tensor(keys, dtype=torch.float32))  # (G,) round(d / width)

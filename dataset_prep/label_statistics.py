@@ -16,8 +16,11 @@ as float32, so every value here is first rounded to float32 (`model_floats`).
   float64 (math.fsum per partition, then over partitions): they agree with the in-memory
   figures to a relative 1e-12 (tests/test_label_statistics.py), so the float32 buffers
   that models keep are equal.
+- D2Co's sample (its distinct (duration bin, watch time) pairs and their row counts) is
+  exact: the model fits its mixtures from the same pairs in memory.
 Passes: `summary` (one pass: label and duration value counts), then one pass each for
-D2Q's tables, LDA's bucket means and LDA's sequences (two: counts, then the draws).
+D2Q's tables, D2Co's sample, LDA's bucket means and LDA's sequences (two: counts, then the
+draws).
 Not covered: see docs/scale.md ("Label statistics").
 """
 
@@ -28,7 +31,7 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 
-from dataset_prep.statistics import ValueCounts
+from dataset_prep.statistics import PairCounts, ValueCounts
 
 
 def train_files(folder):
@@ -160,6 +163,18 @@ def bucket_means(files, edges, target="ratio", label_scale=1.0):
     return np.array([math.fsum(s) / c if c else overall for s, c in zip(sums, counts)])
 
 
+def d2co_sample(files, width, truncate):
+    """D2Co's training sample (baselines/d2co.duration_bin_sample): the distinct pairs of bin
+    key round(duration / width) and watch time (truncated at the duration when `truncate`),
+    sorted, with their row counts, merged over the partitions."""
+    pairs = PairCounts()
+    for path in files:
+        part = read(path, ["label", "duration"])
+        x = np.minimum(part["label"], part["duration"]) if truncate else part["label"]
+        pairs.add(np.round(part["duration"] / width), x)
+    return pairs.pairs
+
+
 def label_sequences(files, edges, sampling, num_sequences, length, min_source_size, seed):
     """LDA's sorted label sequences (D, L, n), float32, in log(1 + ratio) space, as
     anchors.sample_sequences draws them with np.random.default_rng(seed) from the training
@@ -280,6 +295,9 @@ class TrainingStatistics:
 
     def bucket_means(self, edges, target, label_scale):
         return bucket_means(self.files, edges, target, label_scale)
+
+    def d2co_sample(self, width, truncate):
+        return d2co_sample(self.files, width, truncate)
 
     def label_sequences(self, edges, sampling, num_sequences, length, min_source_size, seed):
         return label_sequences(self.files, edges, sampling, num_sequences, length, min_source_size, seed)

@@ -221,7 +221,7 @@ def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
 
 
 def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):
-    """The driver's stand-in: every model but D2Co (LDA where LDA.takes_statistics) takes the
+    """The driver's stand-in: every model (LDA where LDA.takes_statistics) takes the
     one-pass statistics of the training partitions and reads no column; LDA with D2Q's quantile
     target reads labels, durations and users (TrainingColumns; values are the partitions':
     float32 -> float64, index + 1). Every model's initial state is the one it gets from the
@@ -236,10 +236,11 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
     lda = {"num_sequences": 64, "sequence_length": 8, "num_anchors": 4, "vq_steps": 20, "min_source_size": 2}
     entries = [(m, {}, None) for m in WATCH_TIME_MODELS if m != "LDA"] + [
         ("TPM", {"leaf_value": "midpoint"}, set()), ("CREAD", {"split_alpha": 2.0}, set()),
+        ("D2Co", {"truncate_at_duration": False, "label_alpha": 0.3, "min_bin_rows": 2}, set()),
         ("LDA", lda, set()), ("LDA", {**lda, "sequence_sampling": "random", "predictor_init": "bucket_mean"}, set()),
         ("LDA", {**lda, "regression_target": "ratio", "predictor_init": "bucket_mean"}, set()),
         ("LDA", {**lda, "regression_target": "quantile"}, {"label", "duration", "user_id"})]
-    read = {m: set() for m in WATCH_TIME_MODELS if m not in ("LDA", "D2Co")}  # the statistics cover them
+    read = {m: set() for m in WATCH_TIME_MODELS if m != "LDA"}  # the statistics cover them
     for model_name, overrides, expected in entries:
         model_name, hyper, fields, _ = case(folder, model_name, **overrides)
         config = sm.worker_config(hyper)

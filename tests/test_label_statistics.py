@@ -141,3 +141,17 @@ def test_quantile_statistics_of_or_tpm_cread_egmn_cqe(streamed):
     scale, increments = ls.cqe_start(stats, levels)  # baselines/cqe.py
     close_and_same_float32(scale, labels.std())
     close_and_same_float32(increments, np.diff(np.quantile(labels, levels), prepend=0.0) / labels.std())
+
+
+def test_d2co_sample_exactly(streamed):
+    """D2Co's (bin, watch time) pairs and row counts from the partitions equal the model's from
+    the rows; the pairs are fewer than the rows (the driver's memory grows with them)."""
+    from baselines.d2co import duration_bin_sample
+
+    files, _, memory = streamed
+    labels, durations = memory["labels"].numpy(), memory["durations"].numpy()
+    for width, truncate in ((1.0, True), (5.0, False)):
+        ours, theirs = ls.d2co_sample(files, width, truncate), duration_bin_sample(labels, durations, width, truncate)
+        assert all(np.array_equal(a, b) for a, b in zip(ours, theirs))
+        assert ours[2].sum() == len(labels)
+    assert len(ls.d2co_sample(files, 5.0, False)[0]) < len(labels)

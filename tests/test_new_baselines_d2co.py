@@ -8,7 +8,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines.d2co import count_weighted_moving_average, duration_bin_means, fit_two_gaussians, two_means_split
+from baselines.d2co import (
+    count_weighted_moving_average, duration_bin_means, duration_bin_sample, fit_two_gaussians, two_means_split)
+from dataset_prep.statistics import PairCounts
 from test_new_baselines import batch, build
 
 
@@ -24,6 +26,34 @@ def test_d2co_two_means_split_is_the_exact_optimum():
         sse = [((seg[:k] - seg[:k].mean()) ** 2).sum() + ((seg[k:] - seg[k:].mean()) ** 2).sum() for k in range(1, len(seg))]
         assert sse[i - 1] == pytest.approx(min(sse))
     assert best[-1] == 1
+
+
+def test_d2co_two_means_split_of_value_counts_counts_rows():
+    # one segment [1 x3, 2 x1, 10 x2]: rows 1,1,1,2,10,10; the best split keeps the 10s apart (4 rows below)
+    values, counts = np.array([1.0, 2.0, 10.0]), np.array([3, 1, 2])
+    assert two_means_split(values, np.array([0]), np.array([3]), counts).tolist() == [4]
+    # one entry of 5 equal rows: one row below, as the row form's first split
+    assert two_means_split(np.array([7.0]), np.array([0]), np.array([1]), np.array([5])).tolist() == [1]
+
+
+def test_d2co_mixture_fit_from_value_counts_equals_the_fit_from_rows():
+    """Rows and their value counts (in any order, in pieces) give the same mixtures, bit for bit."""
+    rng = np.random.default_rng(3)
+    values = np.round(np.concatenate([rng.normal(3.0, 1.0, 900), rng.normal(15.0, 2.0, 600)]), 1)  # many repeats
+    groups = rng.integers(0, 4, len(values))
+    from_rows = fit_two_gaussians(values, groups, 300, 1e-4, 1e-6)
+    pairs = PairCounts()
+    for piece in np.array_split(rng.permutation(len(values)), 5):
+        pairs.add(groups[piece], values[piece])
+    g, x, c = pairs.pairs
+    assert c.sum() == len(values) and len(x) < len(values) / 2
+    from_counts = fit_two_gaussians(x, g.astype(np.int64), 300, 1e-4, 1e-6, c)
+    for a, b in zip(from_rows, from_counts):
+        assert np.array_equal(a, b)
+    # a group of one value: both components at that value, the weights 1 row and the rest
+    weights, means, _ = fit_two_gaussians(np.full(4, 2.5), np.zeros(4, dtype=np.int64), 50, 1e-4, 1e-6)
+    np.testing.assert_allclose(means, [[2.5, 2.5]])
+    np.testing.assert_allclose(weights, [[0.25, 0.75]])
 
 
 def test_d2co_mixture_fit_recovers_the_peaks_of_a_two_peak_sample():
@@ -54,7 +84,8 @@ def test_d2co_bins_skip_sparse_durations_and_floor_the_gap():
     rng = np.random.default_rng(1)
     durations = np.concatenate([np.full(400, 10.2), np.full(2, 15.0), np.full(400, 20.4)])
     watch = np.concatenate([np.where(rng.random(400) < 0.5, 1.0, 9.0), [3.0, 4.0], np.full(400, 7.0)])
-    keys, lo, hi, counts = duration_bin_means(watch + rng.normal(0, 0.1, 802), durations, 1.0, 3, 1, 500, 1e-3, 1e-6, 0.5)
+    sample = duration_bin_sample(watch + rng.normal(0, 0.1, 802), durations, 1.0, True)
+    keys, lo, hi, counts = duration_bin_means(*sample, 3, 1, 500, 1e-3, 1e-6, 0.5)
     assert keys.tolist() == [10.0, 20.0] and counts.tolist() == [400, 400]  # 15 s has 2 rows < 3
     np.testing.assert_allclose([lo[0], hi[0]], [1.0, 9.0], atol=0.05)
     assert hi[1] - lo[1] == pytest.approx(0.5)  # one peak: the gap is floored
