@@ -91,16 +91,33 @@ def two_means_split(values, starts, sizes, counts=None):
     return np.where(sizes > 1, i[order[first]], 1.0).astype(np.int64)
 
 
+FIT_CHUNK_ROWS = 1 << 20  # distinct (group, value) entries per EM fit: bounds its temporaries (~200 B each)
+
+
 def fit_two_gaussians(values, groups, max_iter, tol, reg_covar, counts=None):
     """EM fit of a 2-component 1-D Gaussian mixture in every group, from rows or from value
     counts: row k stands for counts[k] rows of (groups[k], values[k]) (default 1; rows of
     equal (group, value) are merged first, so both forms give the same fit, bit for bit).
+    Groups are independent: they are fitted in chunks of whole groups of at most
+    FIT_CHUNK_ROWS entries (a larger group alone).
 
     values: (N,) float64; groups: (N,) int in [0, G), every group non-empty. Returns
     weights, means, variances, each (G, 2), components sorted by mean."""
     g, x, w = PairCounts().add(groups, values, counts).pairs
-    g, w = g.astype(np.int64), w.astype(np.float64)
-    num = int(g.max()) + 1
+    g = g.astype(np.int64)
+    ends = np.searchsorted(g, np.arange(1, int(g.max()) + 2))  # end of each group's entries
+    fits, first = [], 0
+    while first < len(ends):
+        begin = ends[first - 1] if first else 0
+        last = max(int(np.searchsorted(ends, begin + FIT_CHUNK_ROWS, side="right")), first + 1)
+        mine = slice(begin, ends[last - 1])
+        fits.append(_fit_chunk(x[mine], g[mine] - first, w[mine].astype(np.float64), last - first, max_iter, tol, reg_covar))
+        first = last
+    return tuple(np.concatenate(parts) for parts in zip(*fits))
+
+
+def _fit_chunk(x, g, w, num, max_iter, tol, reg_covar):
+    """fit_two_gaussians on entries sorted by (group, value), groups 0..num-1."""
     sizes = np.bincount(g, minlength=num)  # distinct values per group
     rows = np.bincount(g, w, minlength=num)  # rows per group
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])

@@ -5,7 +5,8 @@ folder (27,285 users as in 27K; videos scaled with the rows at 27K's ratio, 32,0
 per 322,278,385 rows), then the streaming conversion (dataset_prep.stream_prepare, random
 80/10/10 split, stream_chunk_rows = --chunk_rows) writes the partitioned Parquet folder,
 and the label statistics of VR, D2Q and LDA (dataset_prep.label_statistics, the models'
-defaults) are computed from its training partitions. With --train_workers N (stage `train`),
+defaults) are computed from its training partitions; stage `d2co`: D2Co's (its sample of
+distinct (duration bin, watch time) pairs, then its mixtures), in a process of its own. With --train_workers N (stage `train`),
 VR then trains one epoch on the ray engine with N workers (one torch thread each, a local Ray
 instance, the default vocabulary bound) on that folder and is evaluated on valid and test:
 the driver's wall time, CPU time and peak memory, and from the results file each worker's
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 USERS_27K, VIDEOS_27K, ROWS_27K = 27_285, 32_038_725, 322_278_385
-STAGES = ("generate", "convert", "statistics", "train")
+STAGES = ("generate", "convert", "statistics", "d2co", "train")
 
 
 def run_stage_process(command, label):
@@ -78,6 +79,8 @@ def run_stage(args):
         print(json.dumps({"raw_bytes": folder_bytes(args.raw)}))
     elif args.stage == "statistics":
         print(json.dumps(label_statistics(args)))
+    elif args.stage == "d2co":
+        print(json.dumps(d2co_statistics(args)))
     elif args.stage == "train":
         print(json.dumps(train(args)))
     else:
@@ -115,6 +118,30 @@ def label_statistics(args):
                                                             "train_partitions": len(files)}
 
 
+def d2co_statistics(args):
+    """Child process: D2Co's statistics as the ray engine's driver computes them (its own
+    process, so that its peak memory is its own): the distinct (duration bin, watch time)
+    pairs counted over the training partitions, then the mixtures fitted from them, at the
+    defaults of properties/model/D2Co.yaml."""
+    import time
+
+    import yaml
+
+    from baselines.d2co import duration_bin_means
+    from dataset_prep import label_statistics as ls
+    from dataset_prep.stream_prepare import prepare_stream
+
+    d2co = yaml.safe_load((ROOT / "properties/model/D2Co.yaml").read_text())
+    files = ls.train_files(prepare_stream(stage_config(args)).path)
+    start = time.perf_counter()
+    keys, x, counts = ls.d2co_sample(files, float(d2co["duration_bin_width"]), bool(d2co["truncate_at_duration"]))
+    middle = time.perf_counter()
+    fitted = duration_bin_means(keys, x, counts, d2co["min_bin_rows"], d2co["smoothing_window"], d2co["gmm_max_iter"],
+                                float(d2co["gmm_tol"]), float(d2co["gmm_reg_covar"]), float(d2co["min_mean_gap"]))
+    return {"training_rows": int(counts.sum()), "distinct_pairs": len(keys), "fitted_bins": len(fitted[0]),
+            "sample_s": round(middle - start, 2), "fit_s": round(time.perf_counter() - middle, 2)}
+
+
 def train(args):
     """Child process: VR, one epoch on the ray engine (its own subprocess: run_recbole_lda.py);
     what its results file says about time and memory."""
@@ -147,7 +174,7 @@ def main():
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temporary one, removed after)")
     parser.add_argument("--keep", action="store_true", help="keep the generated and converted data")
     parser.add_argument("--output", default="results/bench_stream.json")
-    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES[:3]),
+    parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES[:4]),
                         help="stages to run (train needs --train_workers); without generate, the raw and converted "
                              "data of an earlier run with --workdir and --keep are used")
     parser.add_argument("--train_workers", type=int, default=2, help="ray engine workers of the train stage")

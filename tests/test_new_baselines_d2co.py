@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from baselines.d2co import (
     count_weighted_moving_average, duration_bin_means, duration_bin_sample, fit_two_gaussians, two_means_split)
+from baselines import d2co
 from dataset_prep.statistics import PairCounts
 from test_new_baselines import batch, build
 
@@ -36,7 +37,7 @@ def test_d2co_two_means_split_of_value_counts_counts_rows():
     assert two_means_split(np.array([7.0]), np.array([0]), np.array([1]), np.array([5])).tolist() == [1]
 
 
-def test_d2co_mixture_fit_from_value_counts_equals_the_fit_from_rows():
+def test_d2co_mixture_fit_from_value_counts_equals_the_fit_from_rows(monkeypatch):
     """Rows and their value counts (in any order, in pieces) give the same mixtures, bit for bit."""
     rng = np.random.default_rng(3)
     values = np.round(np.concatenate([rng.normal(3.0, 1.0, 900), rng.normal(15.0, 2.0, 600)]), 1)  # many repeats
@@ -50,6 +51,10 @@ def test_d2co_mixture_fit_from_value_counts_equals_the_fit_from_rows():
     from_counts = fit_two_gaussians(x, g.astype(np.int64), 300, 1e-4, 1e-6, c)
     for a, b in zip(from_rows, from_counts):
         assert np.array_equal(a, b)
+    # fitted in chunks of whole groups (106 to 119 entries a group: chunks of 250 hold two), the same mixtures
+    monkeypatch.setattr(d2co, "FIT_CHUNK_ROWS", 250)
+    for a, b in zip(from_rows, fit_two_gaussians(x, g.astype(np.int64), 300, 1e-4, 1e-6, c)):
+        np.testing.assert_allclose(a, b, rtol=1e-9)
     # a group of one value: both components at that value, the weights 1 row and the rest
     weights, means, _ = fit_two_gaussians(np.full(4, 2.5), np.zeros(4, dtype=np.int64), 50, 1e-4, 1e-6)
     np.testing.assert_allclose(means, [[2.5, 2.5]])

@@ -10,8 +10,9 @@ for a saved model).
   inputs of this engine yet (docs/scale.md, "Training on a cluster").
 - `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
   (its constructor sees the one-pass statistics of the training split, and the training
-  labels and durations, through `TrainingStandIn`: every model but D2Co takes the
-  statistics and holds no column (LDA where LDA.takes_statistics); D2Co reads the columns;
+  labels and durations, through `TrainingStandIn`: every model takes the
+  statistics and holds no column (LDA where LDA.takes_statistics; its other settings read
+  the columns);
   LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
   what every worker starts from.
 - `worker_model(...)`: in a worker: the same class built from the stand-in sample, then
@@ -138,7 +139,7 @@ class TrainingStandIn(StandInDataset):
     """A StandInDataset whose training columns are the real training rows' (TrainingColumns),
     and, with `statistics`, the one-pass statistics of those rows (`training_statistics`,
     dataset_prep/label_statistics.TrainingStatistics): a model that takes its statistics
-    from them (recbole_lda.model.training_statistics: every model but D2Co) never reads the
+    from them (recbole_lda.model.training_statistics: every model, LDA where LDA.takes_statistics) never reads the
     columns."""
 
     def __init__(self, fields, config, columns, statistics=None):
