@@ -10,7 +10,7 @@ as float32, so every value here is first rounded to float32 (`model_floats`).
   points and per-group quantile tables (recbole_lda/model/quantile.duration_groups).
 - LDA's sampled label sequences (anchors.sample_sequences, `random` and `user` sampling)
   are exact: the same generator draws the same ranks, and the rows at those ranks are
-  fetched in a last pass (a user's training rows are in one partition).
+  fetched in a last pass (a user's rows may lie in several partitions).
 - Means and standard deviations (VR's label_mean / label_std, LDA's label_scale and
   bucket means, the backbone's standardisation of the duration field) are sums in
   float64 (math.fsum per partition, then over partitions): they agree with the in-memory
@@ -195,7 +195,8 @@ def label_sequences(files, edges, sampling, num_sequences, length, min_source_si
         else:
             chosen = eligible[rng.integers(len(eligible), size=num_sequences)]
             offsets = (rng.random((num_sequences, length)) * sources[b].counts[chosen, None]).astype(np.int64)
-            requests.append(("source", np.broadcast_to(sources[b].values[chosen, None], offsets.shape), offsets))
+            users = np.broadcast_to(sources[b].values[chosen, None], offsets.shape)
+            requests.append(("source", users, offsets, sources[b].values, np.zeros(len(sources[b].values), np.int64)))
     out = np.full((len(requests), num_sequences, length), np.nan)
     starts = np.cumsum(counts, axis=0) - counts  # rank of each partition's first row, per bucket
     for p, path in enumerate(files):
@@ -204,26 +205,24 @@ def label_sequences(files, edges, sampling, num_sequences, length, min_source_si
 
 
 def _bucket_counts(files, inner, num_buckets, by_user):
-    """Rows per (partition, bucket), and per bucket the rows of each user (ValueCounts);
-    ValueError if a user's training rows span two partitions (user sampling needs them in one)."""
+    """Rows per (partition, bucket), and per bucket the rows of each user (ValueCounts)."""
     counts = np.zeros((len(files), num_buckets), dtype=np.int64)
     sources = [ValueCounts(np.int64) for _ in range(num_buckets)]
-    seen = 0
     for p, path in enumerate(files):
         part = read(path, ["duration", "user_index"] if by_user else ["duration"])
         bucket = np.searchsorted(inner, part["duration"], side="right")
         counts[p] = np.bincount(bucket, minlength=num_buckets)
         if by_user:
-            seen += len(np.unique(part["user_index"]))
             for b in np.flatnonzero(counts[p]):
                 sources[b].add(part["user_index"][bucket == b])
-    if by_user and seen != len(np.unique(np.concatenate([s.values for s in sources]))):
-        raise ValueError("sequence_sampling: user needs each user's training rows in one partition")
     return counts, sources
 
 
 def _fetch(part, inner, requests, start, count, out):
-    """Fill `out` with the requested rows' values that this partition holds."""
+    """Fill `out` with the requested rows' values that this partition holds. A "rank" request
+    names rows by their rank in the bucket; a "source" request by (user, offset): the user's
+    offset-th row in the bucket, counting in partition order (a user's rows may lie in several
+    partitions: `before` counts, per user of the bucket, the rows of earlier partitions)."""
     bucket = np.searchsorted(inner, part["duration"], side="right")
     values = np.log1p(np.clip(part["label"] / np.maximum(part["duration"], 1e-6), 0.0, None))
     for b, request in enumerate(requests):
@@ -233,12 +232,15 @@ def _fetch(part, inner, requests, start, count, out):
             mine = (ranks >= start[b]) & (ranks < start[b] + count[b])
             out[b][mine] = values[rows[ranks[mine] - start[b]]]
             continue
-        _, users, offsets = request
+        _, users, offsets, bucket_users, before = request
         order = np.argsort(part["user_index"][rows], kind="stable")
         sorted_users = part["user_index"][rows][order]
-        first = np.searchsorted(sorted_users, users)
-        mine = (first < len(rows)) & (sorted_users[np.minimum(first, len(rows) - 1)] == users) if len(rows) else first < 0
-        out[b][mine] = values[rows[order[first[mine] + offsets[mine]]]]
+        first, last = np.searchsorted(sorted_users, users), np.searchsorted(sorted_users, users, side="right")
+        local = offsets - before[np.searchsorted(bucket_users, users)]  # the offset among this partition's rows
+        mine = (local >= 0) & (local < last - first)
+        out[b][mine] = values[rows[order[first[mine] + local[mine]]]]
+        here, counts = np.unique(sorted_users, return_counts=True)
+        before[np.searchsorted(bucket_users, here)] += counts
 
 
 class TrainingStatistics:

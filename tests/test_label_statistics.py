@@ -102,14 +102,27 @@ def test_lda_sequences_exactly(streamed, sampling, min_source_size):
     assert ours.dtype == np.float32 and np.array_equal(ours, theirs)
 
 
-def test_user_sampling_needs_users_in_one_partition(tmp_path, streamed):
-    files = streamed[0]
-    first = pq.read_table(files[0])
-    pq.write_table(first, tmp_path / "a.parquet")
-    pq.write_table(first.slice(0, 5), tmp_path / "b.parquet")  # the same users again
-    edges = ls.bucket_edges(ls.summary([str(tmp_path / "a.parquet")]), 2)
-    with pytest.raises(ValueError, match="each user's training rows in one partition"):
-        ls.label_sequences([str(tmp_path / "a.parquet"), str(tmp_path / "b.parquet")], edges, "user", 4, 4, 1, 0)
+def test_user_sampling_where_users_span_partitions(tmp_path, streamed):
+    """A folder whose users' rows lie in several partitions (the training rows dealt into 7
+    files at random, not by user): the same user-sampled sequences as in memory, exactly."""
+    files, _, memory = streamed
+    table = pa.concat_tables([pq.read_table(f) for f in files])
+    deal = np.random.default_rng(5).integers(0, 7, table.num_rows)
+    dealt = []
+    for k in range(7):
+        dealt.append(str(tmp_path / f"part-{k}.parquet"))
+        pq.write_table(table.filter(pa.array(deal == k)), dealt[-1])
+    users = [set(pq.read_table(f, columns=["user_index"]).column(0).to_pylist()) for f in dealt]
+    assert len(users[0] & users[1]) > 10  # users span partitions
+    rows = pa.concat_tables([pq.read_table(f) for f in dealt])
+    labels = rows.column("label").to_numpy().astype(np.float32).astype(np.float64)
+    durations = rows.column("duration").to_numpy().astype(np.float32).astype(np.float64)
+    edges = ls.bucket_edges(ls.summary(dealt), 8)
+    theirs = sample_sequences(labels / np.maximum(durations, 1e-6), assign_buckets(durations, edges),
+                              rows.column("user_index").to_numpy().astype(np.int64), len(edges) - 1, 64, 16, 3,
+                              np.random.default_rng(2020))
+    assert np.array_equal(ls.label_sequences(dealt, edges, "user", 64, 16, 3, 2020), theirs)
+    assert not np.array_equal(theirs, ls.label_sequences(files, edges, "user", 64, 16, 3, 2020))  # other row order
 
 
 def test_quantile_statistics_of_or_tpm_cread_egmn_cqe(streamed):
