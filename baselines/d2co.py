@@ -60,7 +60,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from dataset_prep.statistics import PairCounts
+from recbole_lda.utils.pair_counts import PairCounts
 from recbole_lda.model import WatchTimeRecommender, training_statistics
 
 

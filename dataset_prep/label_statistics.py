@@ -31,7 +31,8 @@ import os
 import numpy as np
 import pyarrow.parquet as pq
 
-from dataset_prep.statistics import PairCounts, ValueCounts
+from dataset_prep.statistics import ValueCounts
+from recbole_lda.utils.pair_counts import PairCounts
 
 
 def train_files(folder):

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from baselines.d2co import (
     count_weighted_moving_average, duration_bin_means, duration_bin_sample, fit_two_gaussians, two_means_split)
 from baselines import d2co
-from dataset_prep.statistics import PairCounts
+from recbole_lda.utils.pair_counts import PairCounts
 from test_new_baselines import batch, build
 
 
