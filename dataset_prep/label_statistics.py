@@ -145,6 +145,24 @@ def d2q_tables(files, stats, groups, points):
     return cuts, np.stack([counts.quantiles(levels) for counts in per_group])
 
 
+def bucket_rows(stats, edges):
+    """Training rows per duration bucket (LDA's mu_2 with anchor_mass: usage)."""
+    durations = stats["durations"]
+    inner = np.asarray(edges)[1:-1]
+    return np.bincount(np.searchsorted(inner, durations.values, side="right"), weights=durations.counts,
+                       minlength=len(edges) - 1).astype(np.int64)
+
+
+def mean_ratio(files):
+    """The mean training watch ratio, label / max(duration, 1e-6) (LDA's direct head's start)."""
+    sums, rows = [], 0
+    for path in files:
+        part = read(path, ["label", "duration"])
+        sums.append(math.fsum(part["label"] / np.maximum(part["duration"], 1e-6)))
+        rows += len(part["label"])
+    return math.fsum(sums) / rows
+
+
 def bucket_means(files, edges, target="ratio", label_scale=1.0):
     """LDA's mean training target per duration bucket (before its floor at 1e-3): the watch
     ratio, or watch time / label_scale; a bucket without rows gets the overall mean."""
@@ -176,10 +194,12 @@ def d2co_sample(files, width, truncate):
     return pairs.pairs
 
 
-def label_sequences(files, edges, sampling, num_sequences, length, min_source_size, seed):
+def label_sequences(files, edges, sampling, num_sequences, length, min_source_size, seed, value=None):
     """LDA's sorted label sequences (D, L, n), float32, in log(1 + ratio) space, as
     anchors.sample_sequences draws them with np.random.default_rng(seed) from the training
-    rows in partition order; sampling: "random" (whole bucket) or "user" (user_index)."""
+    rows in partition order; sampling: "random" (whole bucket) or "user" (user_index).
+    `value(labels, durations)`: the anchors' values of a partition's rows instead (LDA's
+    quantile target: D2Q's quantile label), as sample_sequences takes them with log_space False."""
     if sampling not in ("random", "user"):
         raise ValueError(f"label_sequences: sequence_sampling {sampling!r} is not covered (random or user)")
     inner = edges[1:-1]
@@ -201,7 +221,7 @@ def label_sequences(files, edges, sampling, num_sequences, length, min_source_si
     out = np.full((len(requests), num_sequences, length), np.nan)
     starts = np.cumsum(counts, axis=0) - counts  # rank of each partition's first row, per bucket
     for p, path in enumerate(files):
-        _fetch(read(path, ["label", "duration", "user_index"]), inner, requests, starts[p], counts[p], out)
+        _fetch(read(path, ["label", "duration", "user_index"]), inner, requests, starts[p], counts[p], out, value)
     return np.sort(out, axis=2).astype(np.float32)
 
 
@@ -219,13 +239,16 @@ def _bucket_counts(files, inner, num_buckets, by_user):
     return counts, sources
 
 
-def _fetch(part, inner, requests, start, count, out):
+def _fetch(part, inner, requests, start, count, out, value=None):
     """Fill `out` with the requested rows' values that this partition holds. A "rank" request
     names rows by their rank in the bucket; a "source" request by (user, offset): the user's
     offset-th row in the bucket, counting in partition order (a user's rows may lie in several
     partitions: `before` counts, per user of the bucket, the rows of earlier partitions)."""
     bucket = np.searchsorted(inner, part["duration"], side="right")
-    values = np.log1p(np.clip(part["label"] / np.maximum(part["duration"], 1e-6), 0.0, None))
+    if value is None:
+        values = np.log1p(np.clip(part["label"] / np.maximum(part["duration"], 1e-6), 0.0, None))
+    else:
+        values = np.asarray(value(part["label"], part["duration"]), dtype=np.float64)
     for b, request in enumerate(requests):
         rows = np.flatnonzero(bucket == b)
         if request[0] == "rank":
@@ -302,5 +325,11 @@ class TrainingStatistics:
     def d2co_sample(self, width, truncate):
         return d2co_sample(self.files, width, truncate)
 
-    def label_sequences(self, edges, sampling, num_sequences, length, min_source_size, seed):
-        return label_sequences(self.files, edges, sampling, num_sequences, length, min_source_size, seed)
+    def label_sequences(self, edges, sampling, num_sequences, length, min_source_size, seed, value=None):
+        return label_sequences(self.files, edges, sampling, num_sequences, length, min_source_size, seed, value)
+
+    def bucket_rows(self, edges):
+        return bucket_rows(self.summary, edges)
+
+    def mean_ratio(self):
+        return mean_ratio(self.files)

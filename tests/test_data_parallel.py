@@ -239,7 +239,9 @@ def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_p
         ("D2Co", {"truncate_at_duration": False, "label_alpha": 0.3, "min_bin_rows": 2}, set()),
         ("LDA", lda, set()), ("LDA", {**lda, "sequence_sampling": "random", "predictor_init": "bucket_mean"}, set()),
         ("LDA", {**lda, "regression_target": "ratio", "predictor_init": "bucket_mean"}, set()),
-        ("LDA", {**lda, "regression_target": "quantile"}, {"label", "duration", "user_id"})]
+        ("LDA", {**lda, "regression_target": "quantile"}, set()),
+        ("LDA", {**lda, "anchor_mass": "usage", "lambda_direct": 0.5}, set()),
+        ("LDA", {**lda, "sequence_sampling": "item"}, {"label", "duration", "item_id"})]
     read = {m: set() for m in WATCH_TIME_MODELS if m != "LDA"}  # the statistics cover them
     for model_name, overrides, expected in entries:
         model_name, hyper, fields, _ = case(folder, model_name, **overrides)

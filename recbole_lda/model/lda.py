@@ -100,9 +100,9 @@ class LDA(WatchTimeRecommender):
         labels = durations = None  # with the one-pass statistics, no training column is read
         if statistics is None:
             labels, durations = (t.numpy() for t in self.train_labels(dataset))
-        self.label_table(config, labels, durations)
+        self.label_table(config, labels, durations, statistics)
         fit = anchor_fit if anchor_fit is not None else self.fit_anchors(config, dataset, labels, durations, statistics)
-        self.keep_anchors(config, fit, durations)
+        self.keep_anchors(config, fit, durations, statistics)
         self.build_projections(config)
         self.build_predictor(config, labels, durations, fit, fresh=anchor_fit is None, statistics=statistics)
         # a buffer, so that the best model and a saved one keep the temperature they were evaluated at
@@ -128,17 +128,20 @@ class LDA(WatchTimeRecommender):
     @staticmethod
     def takes_statistics(config):
         """Whether the one-pass statistics of the training partitions (the ray engine's driver,
-        `training_statistics`) cover this configuration: anchors over the watch ratio drawn at
-        random or per user, uniform mu_2, no direct head. Otherwise the model reads the training
-        columns, as in memory."""
-        return (config["regression_target"] in ("ratio", "watch_time") and config["sequence_sampling"] in ("random", "user")
-                and config["anchor_mass"] == "uniform" and not config["lambda_direct"])
+        `training_statistics`) cover this configuration: sequences drawn at random or per user
+        (every target, mu_2 and direct head). Otherwise (`item` sampling: counts per video and
+        bucket) the model reads the training columns, as in memory."""
+        return config["sequence_sampling"] in ("random", "user")
 
-    def label_table(self, config, labels, durations):
-        """regression_target: quantile: D2Q's duration groups and quantile tables (buffers)."""
+    def label_table(self, config, labels, durations, statistics=None):
+        """regression_target: quantile: D2Q's duration groups and quantile tables (buffers), from
+        the training columns or from `statistics`."""
         if self.target != "quantile":
             return
-        cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
+        if statistics is not None:
+            cuts, table = statistics.d2q_tables(config["duration_groups"], config["quantile_points"])
+        else:
+            cuts, table = duration_groups(labels, durations, config["duration_groups"], config["quantile_points"])
         self.register_buffer("quantile_edges", torch.tensor(cuts, dtype=torch.float32))  # (G-1,)
         self.register_buffer("quantile_table", torch.tensor(table, dtype=torch.float32))  # (G, P+1)
         self.register_buffer("levels", torch.linspace(0.0, 1.0, table.shape[1]), persistent=False)
@@ -153,8 +156,12 @@ class LDA(WatchTimeRecommender):
         """Step 1 from the training split: buckets, label sequences, anchors."""
         if statistics is not None:  # the same buckets and sequences, from passes over the partitions
             edges = statistics.bucket_edges(config["num_buckets"])
+            value = None  # log(1 + watch ratio); D2Q's quantile label with regression_target: quantile
+            if self.target == "quantile":
+                value = lambda label, duration: self.anchor_value(torch.as_tensor(label), torch.as_tensor(duration)).numpy()  # noqa: E731
             drawn = (edges, statistics.label_sequences(edges, config["sequence_sampling"], config["num_sequences"],
-                                                       config["sequence_length"], config["min_source_size"], config["seed"]))
+                                                       config["sequence_length"], config["min_source_size"], config["seed"],
+                                                       value))
             return fit_from_config(config, None, None, None, drawn=drawn)
         source_field = {"user": config["USER_ID_FIELD"], "item": config["ITEM_ID_FIELD"]}.get(config["sequence_sampling"])
         sources = dataset.inter_feat[source_field].numpy() if source_field else None
@@ -163,9 +170,10 @@ class LDA(WatchTimeRecommender):
             return fit_from_config(config, values, durations, sources, log_space=False)
         return fit_from_config(config, labels / np.maximum(durations, 1e-6), durations, sources)
 
-    def keep_anchors(self, config, fit, durations):
+    def keep_anchors(self, config, fit, durations, statistics=None):
         """Buffers of step 1's result: bucket edges, anchors (or the sequences and VQ-VAE when
-        joint), the codebook (anchor_input: codebook) and mu_2 (anchor_mass: usage)."""
+        joint), the codebook (anchor_input: codebook) and mu_2 (anchor_mass: usage; the rows per
+        bucket from the training durations or from `statistics`)."""
         self.register_buffer("bucket_edges", torch.tensor(fit.edges, dtype=torch.float32))
         self.num_buckets = len(fit.edges) - 1
         self.anchor_reports = fit.reports
@@ -182,7 +190,10 @@ class LDA(WatchTimeRecommender):
         self.register_buffer("anchor_mass", None)  # uniform mu_2
         if config["anchor_mass"] == "usage":
             counts = [r["code_counts"] for r in fit.reports if "code_counts" in r] or nearest_anchor_counts(fit.sequences, fit.anchors)
-            rows = np.bincount(assign_buckets(durations, fit.edges), minlength=self.num_buckets)
+            if statistics is not None:
+                rows = statistics.bucket_rows(fit.edges)
+            else:
+                rows = np.bincount(assign_buckets(durations, fit.edges), minlength=self.num_buckets)
             self.register_buffer("anchor_mass", anchor_masses(counts, rows).float())  # (D*K,), sums to 1
 
     def build_projections(self, config):
@@ -224,7 +235,10 @@ class LDA(WatchTimeRecommender):
         self.direct = None
         if self.lambda_direct > 0:  # starting at the mean training watch ratio
             self.direct = nn.Linear(self.backbone.output_dim, 1)
-            mean_ratio = float(np.mean(labels / np.maximum(durations, 1e-6)))
+            if statistics is not None:
+                mean_ratio = statistics.mean_ratio()
+            else:
+                mean_ratio = float(np.mean(labels / np.maximum(durations, 1e-6)))
             nn.init.constant_(self.direct.bias, float(inverse_softplus(torch.tensor(max(mean_ratio, 1e-3)))))
 
     def bucket_means(self, labels, durations, edges, statistics=None):

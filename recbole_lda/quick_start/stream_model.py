@@ -11,8 +11,8 @@ for a saved model).
 - `initial_state(...)`: on the driver, once: the model built from the TRAINING statistics
   (its constructor sees the one-pass statistics of the training split, and the training
   labels and durations, through `TrainingStandIn`: every model takes the
-  statistics and holds no column (LDA where LDA.takes_statistics; its other settings read
-  the columns);
+  statistics and holds no column (LDA where LDA.takes_statistics; with item sampling it
+  reads the columns);
   LDA pre-trains its anchors here) and initialised with the run's seed; its state dict is
   what every worker starts from.
 - `worker_model(...)`: in a worker: the same class built from the stand-in sample, then
