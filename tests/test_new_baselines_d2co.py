@@ -149,3 +149,22 @@ def test_d2co_loss_hand_computed(toy_root):
     assert bce_model.calculate_loss(batch(label=[5.0, 2.0], duration=[10.0, 10.0])).item() == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match="clip_label"):
         build("D2Co", toy_root, d2co_loss="bce")
+
+
+def test_pair_counts_merged_as_pieces_come_equal_the_counts_of_all_rows(monkeypatch):
+    """Pieces merged along the way (a threshold of 50 rows: many merges) and at the end give
+    the distinct pairs of all rows, sorted, with their counts; given counts add up."""
+    monkeypatch.setattr(PairCounts, "MERGE_ROWS", 50)
+    rng = np.random.default_rng(7)
+    first, second = rng.integers(0, 5, 1000).astype(float), np.round(rng.random(1000), 1)
+    pairs = PairCounts()
+    merges = []
+    for piece in np.array_split(np.arange(1000), 37):
+        pairs.add(first[piece], second[piece])
+        merges.append(len(pairs._pending) == 0)
+    assert sum(merges) > 5  # merged along the way, not only at the end
+    keys, counts = np.unique(np.stack([first, second], 1), axis=0, return_counts=True)
+    f, s, c = pairs.pairs
+    assert np.array_equal(np.stack([f, s], 1), keys) and np.array_equal(c, counts)
+    again = PairCounts().add(f, s, c).add(f[:3], s[:3], [10, 10, 10]).pairs
+    assert again[2][:3].tolist() == (c[:3] + 10).tolist() and again[2].sum() == 1030

@@ -11,6 +11,8 @@ class PairCounts:
     pieces (`add`); memory grows with the distinct pairs, not with the rows. Pieces wait in a
     list and are merged when they outnumber the merged pairs (each row is sorted O(log) times)."""
 
+    MERGE_ROWS = 1 << 20  # pieces wait until they hold more rows than this and than the merged pairs
+
     def __init__(self):
         self._merged = (np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.int64))
         self._pending, self._pending_rows = [], 0
@@ -20,7 +22,7 @@ class PairCounts:
         counts = np.ones(len(first), dtype=np.int64) if counts is None else np.asarray(counts, dtype=np.int64)
         self._pending.append(_distinct_pairs(first, second, counts))
         self._pending_rows += len(first)
-        if self._pending_rows > max(len(self._merged[0]), 1 << 20):
+        if self._pending_rows > max(len(self._merged[0]), self.MERGE_ROWS):
             self._merge()
         return self
 
