@@ -168,3 +168,118 @@ def test_pair_counts_merged_as_pieces_come_equal_the_counts_of_all_rows(monkeypa
     assert np.array_equal(np.stack([f, s], 1), keys) and np.array_equal(c, counts)
     again = PairCounts().add(f, s, c).add(f[:3], s[:3], [10, 10, 10]).pairs
     assert again[2][:3].tolist() == (c[:3] + 10).tolist() and again[2].sum() == 1030
+
+
+def test_d2co_two_means_split_of_counts_against_brute_force():
+    """300 random segments of tied integer values with row counts (the first of one entry):
+    the split is at a boundary between two entries and its within-cluster sum of squares
+    over the rows is the least of all such boundaries; one entry: i = 1."""
+    rng = np.random.default_rng(11)
+    sizes = np.concatenate([[1], rng.integers(1, 9, 299)])
+    values = np.concatenate([np.sort(rng.choice(20, n, replace=False)).astype(float) for n in sizes])
+    counts = rng.integers(1, 5, len(values))
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    best = two_means_split(values, starts, sizes, counts)
+    sse = lambda a: ((a - a.mean()) ** 2).sum() if len(a) else 0.0  # noqa: E731
+    for s, n, i in zip(starts, sizes, best):
+        rows = np.repeat(values[s:s + n], counts[s:s + n])
+        if n == 1:
+            assert i == 1
+            continue
+        boundaries = np.cumsum(counts[s:s + n])[:-1]
+        assert i in boundaries
+        assert sse(rows[:i]) + sse(rows[i:]) == pytest.approx(min(sse(rows[:k]) + sse(rows[k:]) for k in boundaries))
+
+
+def plain_em(rows, max_iter, tol, reg_covar):
+    """A reference EM on one group's rows, written plainly: the 2-means start over splits
+    between distinct values, then sklearn's stopping rule on the mean log-likelihood."""
+    x = np.sort(rows)
+    splits = [k for k in range(1, len(x)) if x[k] != x[k - 1]]
+    sse = lambda a: ((a - a.mean()) ** 2).sum()  # noqa: E731
+    i = min(splits, key=lambda k: (sse(x[:k]) + sse(x[k:]), k)) if splits else 1
+    resp = np.zeros((len(x), 2))
+    resp[:i, 0], resp[i:, 1] = 1.0, 1.0
+
+    def m_step(resp):
+        nk = resp.sum(0) + 10 * np.finfo(float).eps
+        mean = (resp * x[:, None]).sum(0) / nk
+        return nk / len(x), mean, (resp * (x[:, None] - mean) ** 2).sum(0) / nk + reg_covar
+
+    weight, mean, var = m_step(resp)
+    previous = -np.inf
+    for _ in range(max_iter):
+        log_p = np.log(weight) - 0.5 * np.log(2 * np.pi * var) - 0.5 * (x[:, None] - mean) ** 2 / var
+        norm = np.logaddexp(log_p[:, 0], log_p[:, 1])
+        if abs(norm.mean() - previous) < tol:
+            break
+        previous = norm.mean()
+        weight, mean, var = m_step(np.exp(log_p - norm[:, None]))
+    order = np.argsort(mean, kind="stable")
+    return weight[order], mean[order], var[order]
+
+
+@pytest.mark.parametrize("max_iter,tol,reg_covar", [(500, 1e-8, 1e-6), (3, 1e-8, 0.5), (500, 1e-2, 1e-3)])
+def test_d2co_mixture_fit_from_counts_equals_a_plain_em_on_the_rows(monkeypatch, max_iter, tol, reg_covar):
+    """Groups of tied values given as value counts (one group of one value; groups stopping
+    at different iterations): the fit equals a plain EM over each group's rows; in chunks
+    smaller than a group too."""
+    rng = np.random.default_rng(4)
+    groups, values, counts = [], [], []
+    for g, (a, b, n) in enumerate([(2.0, 9.0, 40), (0.0, 3.0, 25), (5.0, 5.0, 1), (1.0, 30.0, 60)]):
+        v = np.unique(np.round(np.concatenate([rng.normal(a, 1.0, n), rng.normal(b, 2.0, n)]) * 2) / 2)
+        groups.append(np.full(len(v), g))
+        values.append(v)
+        counts.append(rng.integers(1, 6, len(v)))
+    groups, values, counts = (np.concatenate(a) for a in (groups, values, counts))
+    for chunk in (1 << 20, 20):
+        monkeypatch.setattr(d2co, "FIT_CHUNK_ROWS", chunk)
+        ours = fit_two_gaussians(values, groups, max_iter, tol, reg_covar, counts)
+        assert all(np.isfinite(p).all() for p in ours)
+        for g in range(4):
+            rows = np.repeat(values[groups == g], counts[groups == g])
+            for a, b in zip(ours, plain_em(rows, max_iter, tol, reg_covar)):
+                np.testing.assert_allclose(a[g], b, rtol=1e-9, atol=1e-12)
+
+
+def test_d2co_bins_count_rows_not_pairs():
+    """duration_bin_means on value counts: a bin's rows are the sum of its counts; a bin with
+    exactly min_bin_rows rows is fitted; the fit weighs each value by its rows (as the same
+    rows one by one)."""
+    durations = np.array([10.0] * 4 + [20.0] * 2 + [30.0] * 2)
+    watch = np.array([1.0, 2.0, 8.0, 9.0, 3.0, 4.0, 5.0, 6.0])
+    counts = np.array([30, 10, 5, 15, 1, 2, 1, 1])  # bin 20: 3 rows (fitted), bin 30: 2 (not)
+    keys, x, c = duration_bin_sample(np.repeat(watch, counts), np.repeat(durations, counts), 1.0, True)
+    assert c.tolist() == counts.tolist()
+    fitted, lo, hi, rows = duration_bin_means(keys, x, c, 3, 1, 500, 1e-6, 1e-6, 0.1)
+    assert fitted.tolist() == [10.0, 20.0] and rows.tolist() == [60, 3]
+    one_by_one = duration_bin_means(np.repeat(keys, c), np.repeat(x, c), np.ones(c.sum(), dtype=np.int64), 3, 1, 500,
+                                    1e-6, 1e-6, 0.1)
+    for a, b in zip((fitted, lo, hi, rows), one_by_one):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    weights, means, _ = fit_two_gaussians(x[:4], np.zeros(4, dtype=np.int64), 500, 1e-6, 1e-6, c[:4])
+    np.testing.assert_allclose(means[0], [(30 * 1 + 10 * 2) / 40, (5 * 8 + 15 * 9) / 20], rtol=1e-6)
+    np.testing.assert_allclose(weights[0], [40 / 60, 20 / 60], rtol=1e-6)
+
+
+def test_d2co_nearest_bin_with_wider_bins(toy_root):
+    """Bins of 2 s (keys round(d / 2)): each row takes its nearest fitted bin, the lower on a tie."""
+    model, _ = build("D2Co", toy_root, duration_bin_width=2.0)
+    model.bin_keys = torch.tensor([2.0, 5.0, 9.0])
+    model.mu_minus, model.mu_plus = torch.tensor([0.1, 0.2, 0.3]), torch.tensor([1.0, 2.0, 3.0])
+    d = torch.tensor([14.0, 15.2, 13.2, 9.2, 1.0, 40.0])  # keys 7 (tie 5|9), 8, 7 (tie), 5, 0, 20
+    lo, hi = model.bin_means(d)
+    torch.testing.assert_close(lo.float(), torch.tensor([0.2, 0.3, 0.2, 0.2, 0.1, 0.3]))
+    torch.testing.assert_close(hi.float(), torch.tensor([2.0, 3.0, 2.0, 2.0, 1.0, 3.0]))
+
+
+def test_d2co_predicts_through_its_head_and_maps_bce_outputs_by_the_sigmoid(toy_root):
+    model, train = build("D2Co", toy_root)
+    rows = train.inter_feat[:8]
+    assert model.predict(rows).shape == (8,) and model.calculate_loss(rows).dim() == 0
+    for loss, f, u in (("mse", 0.5, 0.5), ("bce", 0.0, 0.5), ("bce", 2.0, 1 / (1 + math.exp(-2.0)))):
+        overrides = {"d2co_loss": "bce", "clip_label": True} if loss == "bce" else {}
+        model, _ = build("D2Co", toy_root, **overrides)
+        model.bin_keys, model.mu_minus, model.mu_plus = torch.tensor([10.0]), torch.tensor([2.0]), torch.tensor([8.0])
+        model.forward = lambda interaction, f=f: torch.tensor([f])
+        assert model.predict(batch(duration=[10.0])).item() == pytest.approx(2.0 + u * 6.0, rel=1e-6)
