@@ -170,13 +170,15 @@ def test_pair_counts_merged_as_pieces_come_equal_the_counts_of_all_rows(monkeypa
     assert again[2][:3].tolist() == (c[:3] + 10).tolist() and again[2].sum() == 1030
 
 
-def test_d2co_two_means_split_of_counts_against_brute_force():
-    """300 random segments of tied integer values with row counts (the first of one entry):
-    the split is at a boundary between two entries and its within-cluster sum of squares
-    over the rows is the least of all such boundaries; one entry: i = 1."""
-    rng = np.random.default_rng(11)
-    sizes = np.concatenate([[1], rng.integers(1, 9, 299)])
+@pytest.mark.parametrize("seed", range(12))
+def test_d2co_two_means_split_of_counts_against_brute_force(seed):
+    """200 random segments of tied values with row counts (the first of one entry and values
+    far from 0, or of several and values in [0, 1)): the split is at a boundary between two entries and its within-cluster
+    sum of squares over the rows is the least of all such boundaries; one entry: i = 1."""
+    rng = np.random.default_rng(seed)
+    sizes = np.concatenate([[1 if seed % 2 else 6], rng.integers(1, 9, 199)])
     values = np.concatenate([np.sort(rng.choice(20, n, replace=False)).astype(float) for n in sizes])
+    values = values + 5.0 if seed % 2 else values / 20  # far from 0, or in [0, 1)
     counts = rng.integers(1, 5, len(values))
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     best = two_means_split(values, starts, sizes, counts)
