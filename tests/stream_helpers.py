@@ -1,8 +1,10 @@
 """Helpers of the data-parallel tests: a tiny partitioned (streamed) data folder in the layout of
-dataset_prep/stream_prepare.py, and one optimisation step in each of N torch.distributed
-processes (gloo), for comparison with one process on the whole batch."""
+dataset_prep/stream_prepare.py, a model's initial state on it (`case`), and one optimisation
+step in each of N torch.distributed processes (gloo: `run_steps`), for comparison with one
+process on the whole batch; a free port of 127.0.0.1."""
 
 import os
+import socket
 
 import numpy as np
 import pyarrow as pa
@@ -69,6 +71,43 @@ def step_in_process(rank, world, port, cases, batch, out_dir):
                    os.path.join(out_dir, f"{name}-{rank}.pt"))
     if world > 1:
         dist.destroy_process_group()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def case(folder, model, **overrides):
+    """(model name, hyperparameters, fields, initial state) of `model` on a streamed folder."""
+    from recbole_lda import compat
+    from recbole_lda.config.configurator import Config
+    from recbole_lda.quick_start import stream_model as sm
+    from recbole_lda.quick_start.quick_start import hyperparameters
+
+    compat.apply()
+    # SGD: Adam's first step is lr * g / (|g| + eps), which turns float32 rounding of gradients
+    # near zero (the order of the sums differs) into differences of a few 1e-6 (measured: OR, TPM,
+    # EGMN, CQE up to 5.6e-6 with learning_rate 0.01); SGD's step shows the gradients themselves.
+    config = Config(model, "synthetic", config_dict={"dropout_prob": 0.0, "learning_rate": 0.1, "learner": "sgd",
+                                                      "seed": 3, "log_dir": None, **overrides})
+    hyper = hyperparameters(config)
+    fields = sm.streamed_fields(folder, config)
+    return model, hyper, fields, sm.initial_state(model, hyper, fields, folder)
+
+
+def run_steps(world, cases, batch, out_dir):
+    """One step of every case in `world` processes (step_in_process); each rank's parameters."""
+    import torch
+    import torch.multiprocessing as mp
+
+    port = free_port()
+    if world == 1:
+        step_in_process(0, 1, port, cases, batch, str(out_dir))
+    else:
+        mp.spawn(step_in_process, args=(world, port, cases, batch, str(out_dir)), nprocs=world, join=True)
+    return {name: [torch.load(out_dir / f"{name}-{r}.pt") for r in range(world)] for name in cases}
 
 
 class InProcessSession:

@@ -1,58 +1,25 @@
 """Data-parallel training (recbole_lda/quick_start/data_parallel.py): one optimisation step of 2
 workers on half batches equals one step of 1 worker on the whole batch, and the shares and
-batches of the partitioned training data."""
+batches of the partitioned training data (the sparse id tables and their optimisers:
+test_sparse_tables.py)."""
 
 import json
 import os
 import shutil
-import socket
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
-import torch.multiprocessing as mp
 
 from recbole_lda import compat
-from recbole_lda.config.configurator import Config
 from recbole_lda.config.registry import WATCH_TIME_MODELS
 from recbole_lda.quick_start import partitions as parts
 from recbole_lda.quick_start import stream_model as sm
-from recbole_lda.quick_start.lazy_adam import LazyAdam, coalesce
-from recbole_lda.quick_start.quick_start import hyperparameters
 from recbole.utils import init_seed
-from stream_helpers import step_in_process, write_streamed
+from stream_helpers import case, run_steps, write_streamed
 
 # Every model whose loss is a mean over rows (the rest: LDA, below).
 MEAN_LOSS_MODELS = [m for m in WATCH_TIME_MODELS if m != "LDA"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def case(folder, model, **overrides):
-    compat.apply()
-    # SGD: Adam's first step is lr * g / (|g| + eps), which turns float32 rounding of gradients
-    # near zero (the order of the sums differs) into differences of a few 1e-6 (measured: OR, TPM,
-    # EGMN, CQE up to 5.6e-6 with learning_rate 0.01); SGD's step shows the gradients themselves.
-    config = Config(model, "synthetic", config_dict={"dropout_prob": 0.0, "learning_rate": 0.1, "learner": "sgd",
-                                                      "seed": 3,
-                                                      "log_dir": None, **overrides})
-    hyper = hyperparameters(config)
-    fields = sm.streamed_fields(folder, config)
-    return model, hyper, fields, sm.initial_state(model, hyper, fields, folder)
-
-
-def run_steps(world, cases, batch, out_dir):
-    port = free_port()
-    if world == 1:
-        step_in_process(0, 1, port, cases, batch, str(out_dir))
-    else:
-        mp.spawn(step_in_process, args=(world, port, cases, batch, str(out_dir)), nprocs=world, join=True)
-    return {name: [torch.load(out_dir / f"{name}-{r}.pt") for r in range(world)] for name in cases}
 
 
 def test_two_workers_on_half_batches_take_the_step_of_one_on_the_whole(tmp_path):
@@ -119,105 +86,6 @@ def test_shares_and_batches(tmp_path):
     assert [k for b in again for k in zip(*(b[c].tolist() for c in cols))] == epochs[1]  # (seed, epoch, rank) fix it
     longer = list(parts.batches(shares[0], cols, batch, rows // batch + 3, seed=1, epoch=0, rank=0))
     assert len(longer) == rows // batch + 3  # a short share starts again (every worker takes the same steps)
-
-
-def test_sparse_id_tables_take_the_step_of_dense_ones(tmp_path):
-    """Sparse id tables (SGD steps exactly as on dense gradients): 2 workers on half batches with
-    sparse tables take the step of 1 worker with dense tables on the whole batch, for a model
-    with the id tables in its backbone (VR), one with its own statistics (D2Q) and LDA without OT;
-    and only the rows of the batch move."""
-    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40)
-    dense = {"VR": case(folder, "VR"), "D2Q": case(folder, "D2Q"),
-             "LDA-no-OT": case(folder, "LDA", lambda_ot=0.0, epochs=1)}
-    batch = parts.read_piece(parts.pieces(folder, "train")[0], list(sm.INPUT_COLUMNS))
-    batch = {c: v[:64] for c, v in batch.items()}
-    for name in ("one", "two"):
-        (tmp_path / name).mkdir()
-    one = run_steps(1, dense, batch, tmp_path / "one")
-    two = run_steps(2, {name: (*c, True) for name, c in dense.items()}, batch, tmp_path / "two")
-    table = "backbone.embeddings.item_id.weight"
-    for name in dense:
-        initial, whole = dense[name][3], one[name][0]
-        moved = torch.nonzero((whole[table] != initial[table]).any(1)).flatten().tolist()
-        assert moved == sorted(set((batch["item_index"] + 1).tolist())), name  # the batch's rows, no other
-        for rank in range(2):
-            for key, value in whole.items():
-                assert torch.allclose(two[name][rank][key].double(), value.double(), rtol=0, atol=1e-6), (name, rank, key)
-
-
-def test_sparse_embeddings_resolution_and_refusals():
-    """`sparse_embeddings: ~` is on wherever it can be, and an explicit True is refused (one line
-    naming the key) with a GPU, a learner without a sparse form, or weight decay."""
-    base = {"sparse_embeddings": None, "use_gpu": False, "learner": "adam", "weight_decay": 0.0}
-    assert sm.sparse_embeddings(base) is True
-    for change, words in (({"use_gpu": True}, "use_gpu=True"), ({"learner": "rmsprop"}, "learner=rmsprop"),
-                          ({"weight_decay": 0.01}, "weight_decay=0.01")):
-        assert sm.sparse_embeddings({**base, **change}) is False
-        with pytest.raises(ValueError, match=f"--sparse_embeddings=True does not work with {words}"):
-            sm.sparse_embeddings({**base, **change, "sparse_embeddings": True})
-    assert sm.sparse_embeddings({**base, "sparse_embeddings": False}) is False
-
-
-def test_lazy_adam_takes_torch_sparse_adams_steps():
-    """LazyAdam (index operations) against torch.optim.SparseAdam: the same weights and moments,
-    bit for bit, over steps whose batches repeat rows, skip rows and hold no row of a table."""
-    weights = {}
-    for optimizer_class in (torch.optim.SparseAdam, LazyAdam):
-        torch.manual_seed(0)
-        tables = [torch.nn.Embedding(500, 8, sparse=True), torch.nn.Embedding(40, 4, sparse=True)]
-        optimizer = optimizer_class([t.weight for t in tables], lr=0.01, betas=(0.8, 0.95))
-        rng = torch.Generator().manual_seed(1)
-        for step in range(6):
-            optimizer.zero_grad()
-            loss = (tables[0](torch.randint(0, 60, (200,), generator=rng)) ** 2).sum()
-            if step % 3:  # the second table is in some batches only
-                loss = loss + tables[1](torch.randint(0, 40, (50,), generator=rng)).sum()
-            loss.backward()
-            optimizer.step()
-        state = optimizer.state_dict()["state"]
-        weights[optimizer_class] = [t.weight.detach().clone() for t in tables] + [
-            state[k][m] for k in (0, 1) for m in ("exp_avg", "exp_avg_sq")] + [state[1]["step"]]
-    lazy, reference = weights[LazyAdam], weights[torch.optim.SparseAdam]
-    assert all(torch.equal(a, b) if torch.is_tensor(a) else a == b for a, b in zip(lazy, reference))
-    assert torch.equal(lazy[0][60:], reference[0][60:]) and lazy[-1] == 4  # rows never in a batch keep their values
-
-
-def test_coalesce_sums_duplicate_rows():
-    grad = torch.sparse_coo_tensor(torch.tensor([[5, 1, 5, 3, 1]]), torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0]]), (7, 1),
-                                   check_invariants=True)
-    out = coalesce(grad)
-    assert out.is_coalesced() and out._indices().tolist() == [[1, 3, 5]] and out._values().tolist() == [[7.0], [4.0], [4.0]]
-    assert torch.equal(out.to_dense(), grad.to_dense())
-
-
-def test_sparse_adam_is_lazy_and_its_state_round_trips(tmp_path):
-    """With learner adam the id tables step with lazy Adam (rows outside the batch keep their
-    values and have no moments), the other parameters with Adam; the pair's state dict loads back."""
-    folder = write_streamed(str(tmp_path / "data"), rows=800, users=30, items=40)
-    model_name, hyper, fields, state = case(folder, "VR", learner="adam")
-    config = sm.worker_config(hyper)
-    model = sm.worker_model(model_name, hyper, fields, state)
-    optimizer = sm.make_optimizer(model, config, sparse=True)
-    assert isinstance(optimizer.parts["sparse"], LazyAdam)
-    assert isinstance(optimizer.parts["dense"], torch.optim.Adam)
-    tables = sm.id_tables(model, config)
-    assert sorted(tables) == ["backbone.embeddings.item_id", "backbone.embeddings.user_id"]
-    assert all(t.sparse for t in tables.values())
-    batch = parts.read_piece(parts.pieces(folder, "train")[0], list(sm.INPUT_COLUMNS))
-    batch = {c: v[:32] for c, v in batch.items()}
-    from recbole_lda.quick_start import data_parallel as dp
-
-    for _ in range(3):
-        dp.train_step(dp.wrap(model, 1), optimizer, sm.to_interaction(batch, config))
-    weight = model.state_dict()["backbone.embeddings.item_id.weight"]
-    in_batch = sorted(set((batch["item_index"] + 1).tolist()))
-    outside = [r for r in range(weight.shape[0]) if r not in in_batch]
-    assert torch.equal(weight[outside], state["backbone.embeddings.item_id.weight"][outside])
-    assert not torch.equal(weight[in_batch], state["backbone.embeddings.item_id.weight"][in_batch])
-    saved = optimizer.state_dict()
-    again = sm.make_optimizer(sm.worker_model(model_name, hyper, fields, state), config, sparse=True)
-    again.load_state_dict(saved)
-    assert again.state_dict()["sparse"]["state"][0]["step"] == saved["sparse"]["state"][0]["step"]
 
 
 def test_the_driver_reads_only_the_training_columns_a_constructor_asks_for(tmp_path):

@@ -12,7 +12,6 @@ the single-process functions exactly, and the pair counts as integers.
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from recbole_lda.evaluator import exact_sum, partitioned, xauc
 from recbole_lda.evaluator.pair_counts import Prepared
 from recbole_lda.evaluator.predictions_io import PredictionsError
 from recbole_lda.utils.fileio import read_json
+from stream_helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BLOCK = 64
@@ -222,16 +222,10 @@ def test_local_ray_equals_one_process_and_stops(data):
     assert not _ray_children()  # the local instance is gone
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _start_node(args, temp_dir):
     """`ray start ... --block` on 127.0.0.1 with free ports of its own."""
     ray_bin = os.path.join(os.path.dirname(sys.executable), "ray")
-    ports = [f"--{name}-port={_free_port()}" for name in ("node-manager", "object-manager", "metrics-export",
+    ports = [f"--{name}-port={free_port()}" for name in ("node-manager", "object-manager", "metrics-export",
                                                         "dashboard-agent-listen", "dashboard-agent-grpc")]
     cmd = [ray_bin, "start", "--block", "--node-ip-address=127.0.0.1", "--num-cpus=1", "--num-gpus=0",
            "--disable-usage-stats", *ports, *args]
@@ -258,9 +252,9 @@ def two_node_cluster():
     import psutil
 
     temp_dir = tempfile.mkdtemp(prefix="rp")  # short: Ray's socket paths must stay under 108 characters
-    port = _free_port()
+    port = free_port()
     nodes = [_start_node(["--head", f"--port={port}", "--include-dashboard=false", f"--temp-dir={temp_dir}",
-                          f"--ray-client-server-port={_free_port()}"], temp_dir)]
+                          f"--ray-client-server-port={free_port()}"], temp_dir)]
     family = []
     try:
         deadline = time.time() + 90

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from recbole_lda.tuning.studies import (
 )
 from recbole_lda.cli.tune import parser
 from recbole_lda.config.registry import WATCH_TIME_MODELS
+from stream_helpers import free_port
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SYNTHETIC = ["--synthetic_rows=4000", "--synthetic_users=100", "--synthetic_items=150"]
@@ -215,12 +215,6 @@ def test_end_to_end_two_methods_two_datasets(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "recbole_lda", "tune", *changed], cwd=tmp_path, env=env,
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "was made with other settings (differences in ['budget'])" in bad.stderr
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

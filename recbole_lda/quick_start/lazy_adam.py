@@ -6,7 +6,7 @@ them to dense ones; on a 2M-row video table it took 23 ms for the 30K rows of a 
 batch (1 thread), about as long as the model's forward and backward. `LazyAdam` takes the
 same step with index_select / index_copy_ / index_add_ on the batch's rows, a few times
 faster, and keeps SparseAdam's constructor, defaults and state (`step`, `exp_avg`,
-`exp_avg_sq` per table), so checkpoints look the same. tests/test_data_parallel.py checks
+`exp_avg_sq` per table), so checkpoints look the same. tests/test_sparse_tables.py checks
 that both take the same steps.
 
 `coalesce(grad)`: the sum of a sparse gradient's duplicate rows, sorted by row, as a

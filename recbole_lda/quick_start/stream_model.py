@@ -139,8 +139,8 @@ class TrainingStandIn(StandInDataset):
     """A StandInDataset whose training columns are the real training rows' (TrainingColumns),
     and, with `statistics`, the one-pass statistics of those rows (`training_statistics`,
     dataset_prep/label_statistics.TrainingStatistics): a model that takes its statistics
-    from them (recbole_lda.model.training_statistics: every model, LDA where LDA.takes_statistics) never reads the
-    columns."""
+    from them (recbole_lda.model.training_statistics: every model, LDA where
+    LDA.takes_statistics) never reads the columns."""
 
     def __init__(self, fields, config, columns, statistics=None):
         super().__init__(fields, config["USER_ID_FIELD"], config["ITEM_ID_FIELD"], config["LABEL_FIELD"],
